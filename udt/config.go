@@ -1,0 +1,101 @@
+package udt
+
+import (
+	"time"
+
+	"github.com/p2pcat/p2pcat/udt/cc"
+)
+
+// Protocol constants of UDT4 / libudt 4.11.
+const (
+	synInterval      = 10 * time.Millisecond  // SYN: ACK and rate-control period
+	handshakeRetry   = 250 * time.Millisecond // handshake retransmission
+	expMinimum       = 300 * time.Millisecond // minimum EXP period per expiration count
+	lightACKEvery    = 64                     // packets between light ACKs
+	probeModulus     = 16                     // packet pair after seq % 16 == 0
+	initialRTT       = 100 * time.Millisecond
+	initialRTTVar    = 50 * time.Millisecond
+	ipUDPHeaderBytes = 28 // MSS counts IP and UDP headers (IPv4 sizes, as libudt)
+	defaultFC        = 25600
+	ackHistoryLen    = 1024
+)
+
+// Implementation choices of ours (not visible on the wire).
+const (
+	keepAliveIdle   = 500 * time.Millisecond // send a keep-alive after this much sending silence
+	nakMinInterval  = 40 * time.Millisecond  // lowest period for re-reporting an unrepaired loss
+	batchSize       = 64                     // datagrams per read/write batch
+	peerReadyGrace  = time.Second            // send data even without proof that the peer is connected
+	maxPacingBurst  = 2 * time.Millisecond   // pacing debt forgiven after a late wake-up
+	defaultIdleDead = 8 * time.Second
+)
+
+// Config tunes a connection. The zero value (or nil) gives libudt's
+// defaults.
+type Config struct {
+	// MSS is the maximum packet size including IP and UDP headers
+	// (default 1500, as libudt, on every interface).
+	MSS int
+	// FlowWindow is the receive buffer in packets, advertised to the peer
+	// as its flight flag size (default 8192).
+	FlowWindow int
+	// SendBuffer is the send buffer in packets (default 8192).
+	SendBuffer int
+	// CC builds the congestion controller (default: UDT4's native one).
+	CC func(cc.Clock) cc.Controller
+	// PeerTimeout is how long total silence from the peer is tolerated
+	// before the connection is declared broken (default 8 s; libudt's
+	// own is about 46 s).
+	PeerTimeout time.Duration
+	// Linger bounds how long Close waits for unacknowledged data (default
+	// 180 s, as libudt; a dead peer ends it after PeerTimeout anyway).
+	Linger time.Duration
+	// ISN forces the initial sequence number (tests); 0 means random.
+	ISN int32
+	// Logf, if set, receives debug messages.
+	Logf func(format string, args ...any)
+}
+
+func (c *Config) withDefaults() Config {
+	var r Config
+	if c != nil {
+		r = *c
+	}
+	if r.MSS == 0 {
+		r.MSS = 1500
+	}
+	if r.MSS < 76 {
+		r.MSS = 76
+	}
+	if r.MSS > 65535 {
+		r.MSS = 65535
+	}
+	if r.FlowWindow <= 0 {
+		r.FlowWindow = 8192
+	}
+	if r.FlowWindow < 32 {
+		r.FlowWindow = 32
+	}
+	if r.SendBuffer <= 0 {
+		r.SendBuffer = 8192
+	}
+	if r.SendBuffer < 32 {
+		r.SendBuffer = 32
+	}
+	if r.CC == nil {
+		r.CC = func(clk cc.Clock) cc.Controller { return cc.NewNative(clk) }
+	}
+	if r.PeerTimeout <= 0 {
+		r.PeerTimeout = defaultIdleDead
+	}
+	if r.Linger <= 0 {
+		r.Linger = 180 * time.Second
+	}
+	return r
+}
+
+func (c *Config) logf(format string, args ...any) {
+	if c.Logf != nil {
+		c.Logf(format, args...)
+	}
+}

@@ -1,0 +1,389 @@
+package udt
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/p2pcat/p2pcat/udt/cc"
+	"github.com/p2pcat/p2pcat/udt/internal/seqno"
+	"github.com/p2pcat/p2pcat/udt/internal/wire"
+)
+
+// sender is the sending half of a connection: a ring of packet slots that
+// Write fills and ACKs free, the loss list (a flag per slot) that NAKs and
+// the EXP timer fill, the flow and congestion windows, and pacing.
+//
+// Write fills it on the application's goroutine, sendLoop drains it on the
+// connection's sender goroutine, ACKs and NAKs arrive on the mux's reader
+// goroutine and the EXP timer on the timer goroutine. mu guards everything.
+type sender struct {
+	mu sync.Mutex
+
+	size    int // ring slots (a power of two)
+	mask    int
+	payload int // payload bytes per packet
+	buf     []byte
+	lens    []int32
+	lost    []bool
+
+	ackSeq   int32 // oldest unacknowledged packet
+	ackPos   int   // its ring slot
+	nextSeq  int32 // next new packet to send
+	endSeq   int32 // one past the last packet holding data
+	losses   int   // packets flagged for retransmission
+	lossHint int   // offset from ackSeq below which no flag is set
+	msgNo    uint32
+
+	flowWindow int // packets the receiver accepts beyond ackSeq
+	lastACK    int32
+	peerReady  bool // the peer has shown it is connected
+	readyAtomic atomic.Bool
+
+	cc        cc.Controller
+	snap      cc.Snapshot
+	rtt       int64 // ns, smoothed from the peer's ACKs
+	rttVar    int64
+	recvRate  float64
+	bandwidth float64
+
+	nextSend int64 // pacing: earliest time for the next packet, ns
+
+	closing bool  // Close was called: no more writes
+	err     error // why no more data can be sent
+	wake    chan struct{}
+	space   chan struct{}
+}
+
+func (s *sender) init(isn int32, size, payload, flowWindow, mss int, ctl cc.Controller) {
+	s.size = 1
+	for s.size < size {
+		s.size <<= 1
+	}
+	s.mask = s.size - 1
+	s.payload = payload
+	s.buf = make([]byte, s.size*payload)
+	s.lens = make([]int32, s.size)
+	s.lost = make([]bool, s.size)
+	s.ackSeq, s.nextSeq, s.endSeq = isn, isn, isn
+	s.lastACK = isn
+	s.flowWindow = flowWindow
+	s.cc = ctl
+	s.rtt, s.rttVar = int64(initialRTT), int64(initialRTTVar)
+	s.recvRate, s.bandwidth = 16, 1
+	s.snap.MSS = mss
+	s.snap.FlowWindow = flowWindow
+	s.wake = make(chan struct{}, 1)
+	s.space = make(chan struct{}, 1)
+}
+
+func (s *sender) pos(seq int32) int { return (s.ackPos + seqno.Off(s.ackSeq, seq)) & s.mask }
+
+func (s *sender) inFlight() int { return seqno.Off(s.ackSeq, s.nextSeq) }
+
+func (s *sender) queued() int { return seqno.Off(s.ackSeq, s.endSeq) }
+
+func (s *sender) snapshot() *cc.Snapshot {
+	s.snap.RTT = time.Duration(s.rtt)
+	s.snap.RTTVar = time.Duration(s.rttVar)
+	s.snap.RecvRate = s.recvRate
+	s.snap.Bandwidth = s.bandwidth
+	s.snap.MaxSent = seqno.Dec(s.nextSeq)
+	s.snap.InFlight = s.inFlight()
+	return &s.snap
+}
+
+// fill copies as much of p into the buffer as fits and returns how much.
+func (s *sender) fill(p []byte) int {
+	n := 0
+	// Top up the last packet if it has not gone out yet.
+	if s.endSeq != s.nextSeq {
+		tail := seqno.Dec(s.endSeq)
+		if t := s.pos(tail); int(s.lens[t]) < s.payload {
+			m := copy(s.buf[t*s.payload+int(s.lens[t]):(t+1)*s.payload], p)
+			s.lens[t] += int32(m)
+			n += m
+		}
+	}
+	for n < len(p) && s.queued() < s.size {
+		t := s.pos(s.endSeq)
+		m := copy(s.buf[t*s.payload:(t+1)*s.payload], p[n:])
+		s.lens[t] = int32(m)
+		s.lost[t] = false
+		s.endSeq = seqno.Inc(s.endSeq)
+		n += m
+	}
+	return n
+}
+
+// window is the number of packets that may be in flight.
+func (s *sender) window() int {
+	w := s.flowWindow
+	if c := int(s.cc.Window()); c < w {
+		w = c
+	}
+	if w < 2 {
+		w = 2
+	}
+	return w
+}
+
+// canSend reports whether sendLoop has a packet to send now.
+func (s *sender) canSend() bool {
+	if s.losses > 0 {
+		return true
+	}
+	return s.peerReady && s.nextSeq != s.endSeq && s.inFlight() < s.window()
+}
+
+// next picks the next packet to send: a retransmission first, else a new
+// packet if the windows allow.
+func (s *sender) next() (seq int32, retransmit, ok bool) {
+	if s.losses > 0 {
+		n := s.inFlight()
+		for off := s.lossHint; off < n; off++ {
+			p := (s.ackPos + off) & s.mask
+			if s.lost[p] {
+				s.lost[p] = false
+				s.losses--
+				s.lossHint = off + 1
+				return seqno.Add(s.ackSeq, off), true, true
+			}
+		}
+		s.losses, s.lossHint = 0, n // defensive: counter and flags disagreed
+	}
+	if s.peerReady && s.nextSeq != s.endSeq && s.inFlight() < s.window() {
+		seq = s.nextSeq
+		s.nextSeq = seqno.Inc(seq)
+		return seq, false, true
+	}
+	return 0, false, false
+}
+
+// acknowledge moves the ACK point to ack, freeing buffer slots and any
+// retransmission flags below it. It returns the number of packets freed.
+func (s *sender) acknowledge(ack int32) int {
+	n := seqno.Off(s.ackSeq, ack)
+	if n <= 0 || seqno.Off(ack, s.nextSeq) < 0 {
+		return 0
+	}
+	for i := 0; i < n; i++ {
+		p := (s.ackPos + i) & s.mask
+		if s.lost[p] {
+			s.lost[p] = false
+			s.losses--
+		}
+	}
+	s.ackSeq = ack
+	s.ackPos = (s.ackPos + n) & s.mask
+	s.lossHint -= n
+	if s.lossHint < 0 {
+		s.lossHint = 0
+	}
+	return n
+}
+
+// onACK handles a full or short ACK (the caller has sent the ACK2).
+func (s *sender) onACK(a *wire.ACK) {
+	if seqno.Off(a.Ack, s.nextSeq) < 0 {
+		return // acknowledges data never sent: ignore
+	}
+	if seqno.Cmp(a.Ack, s.lastACK) >= 0 {
+		s.flowWindow = max(int(a.Avail), 2)
+		s.lastACK = a.Ack
+	}
+	s.acknowledge(a.Ack)
+	if a.RTT > 0 {
+		rtt := int64(a.RTT) * 1000
+		d := rtt - s.rtt
+		if d < 0 {
+			d = -d
+		}
+		s.rttVar = (3*s.rttVar + d) / 4
+		s.rtt = (7*s.rtt + rtt) / 8
+	}
+	if a.Fields == 6 {
+		if a.RecvRate > 0 {
+			s.recvRate = (7*s.recvRate + float64(a.RecvRate)) / 8
+		}
+		if a.Capacity > 0 {
+			s.bandwidth = (7*s.bandwidth + float64(a.Capacity)) / 8
+		}
+	}
+	s.cc.OnACK(a.Ack, s.snapshot())
+}
+
+// onLightACK handles a light ACK: it moves the ACK point and shrinks the
+// flow window accordingly, as libudt does.
+func (s *sender) onLightACK(ack int32) {
+	if seqno.Off(ack, s.nextSeq) < 0 || seqno.Cmp(ack, s.lastACK) < 0 {
+		return
+	}
+	s.flowWindow -= seqno.Off(s.lastACK, ack)
+	s.lastACK = ack
+	s.acknowledge(ack)
+}
+
+// onNAK queues the reported losses for retransmission. It returns false
+// if the report was malformed.
+func (s *sender) onNAK(body []byte) bool {
+	lr := wire.NewLossReader(body)
+	told := false
+	maxSent := seqno.Dec(s.nextSeq)
+	for {
+		first, last, ok, err := lr.Next()
+		if err != nil {
+			return false
+		}
+		if !ok {
+			return true
+		}
+		if seqno.Cmp(first, last) > 0 || seqno.Cmp(last, maxSent) > 0 {
+			return false
+		}
+		if !told {
+			s.cc.OnLoss(first, s.snapshot())
+			told = true
+		}
+		if seqno.Cmp(first, s.ackSeq) < 0 {
+			first = s.ackSeq
+		}
+		if seqno.Cmp(first, last) > 0 {
+			continue
+		}
+		for off, end := seqno.Off(s.ackSeq, first), seqno.Off(s.ackSeq, last); off <= end; off++ {
+			p := (s.ackPos + off) & s.mask
+			if !s.lost[p] {
+				s.lost[p] = true
+				s.losses++
+			}
+			if off < s.lossHint {
+				s.lossHint = off
+			}
+		}
+	}
+}
+
+// onTimeout (EXP) puts every unacknowledged packet back for
+// retransmission if nothing is queued for it already (go-back-N).
+func (s *sender) onTimeout() bool {
+	n := s.inFlight()
+	if n == 0 || s.losses > 0 {
+		return false
+	}
+	for off := 0; off < n; off++ {
+		s.lost[(s.ackPos+off)&s.mask] = true
+	}
+	s.losses, s.lossHint = n, 0
+	s.cc.OnTimeout(s.snapshot())
+	return true
+}
+
+// fail records why nothing more can be sent and wakes everyone.
+func (s *sender) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+	notify(s.wake)
+	notify(s.space)
+}
+
+// sendLoop is the sender goroutine: it waits for something to send, paces
+// according to the congestion controller, and writes batches of packets.
+func (c *Conn) sendLoop() {
+	defer c.wg.Done()
+	s := &c.snd
+	pkt := c.mss - ipUDPHeaderBytes
+	store := make([]byte, batchSize*pkt)
+	bufs := make([][]byte, batchSize)
+	for i := range bufs {
+		bufs[i] = store[i*pkt : (i+1)*pkt]
+	}
+	out := make([][]byte, 0, batchSize)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var h wire.DataHeader
+	h.Position = wire.PosSolo
+	h.DstID = c.peerID
+	for {
+		s.mu.Lock()
+		for s.err == nil && !s.canSend() {
+			s.mu.Unlock()
+			select {
+			case <-s.wake:
+			case <-c.closing:
+				return
+			}
+			s.mu.Lock()
+		}
+		if s.err != nil {
+			s.mu.Unlock()
+			return
+		}
+		now := c.now()
+		interval := int64(s.cc.PacketInterval())
+		budget := batchSize
+		if interval >= 1000 {
+			if s.nextSend < now-int64(maxPacingBurst) {
+				s.nextSend = now - int64(maxPacingBurst)
+			}
+			if now < s.nextSend {
+				wait := time.Duration(s.nextSend - now)
+				s.mu.Unlock()
+				timer.Reset(wait)
+				select {
+				case <-timer.C:
+				case <-c.closing:
+					return
+				}
+				continue
+			}
+			budget = int(min(int64(batchSize), 1+(now-s.nextSend)/interval))
+		}
+		out = out[:0]
+		paced := 0
+		for len(out) < batchSize && paced < budget {
+			seq, retrans, ok := s.next()
+			if !ok {
+				break
+			}
+			p := s.pos(seq)
+			l := int(s.lens[p])
+			h.Seq = seq
+			h.Timestamp = uint32(now / 1000)
+			s.msgNo++
+			if s.msgNo > wire.MaxMsgNo {
+				s.msgNo = 1
+			}
+			h.MsgNo = s.msgNo
+			b := bufs[len(out)][:wire.HeaderLen+l]
+			wire.PutDataHeader(b, &h)
+			copy(b[wire.HeaderLen:], s.buf[p*s.payload:p*s.payload+l])
+			out = append(out, b)
+			s.cc.OnSent(seq, l, retrans, &s.snap)
+			if retrans {
+				c.stats.retransmitted.Add(1)
+			}
+			if seq%probeModulus != 0 {
+				paced++ // the packet after seq%16 == 0 goes out at once: packet pair
+			}
+		}
+		if interval >= 1000 {
+			s.nextSend += int64(paced) * interval
+		}
+		s.mu.Unlock()
+		if len(out) == 0 {
+			continue
+		}
+		sent, err := c.sock.writeBatch(out, &c.peer)
+		c.stats.sent.Add(uint64(sent))
+		c.lastSent.Store(now)
+		if err != nil && !isTransient(err) {
+			c.fail(err)
+			return
+		}
+	}
+}

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package udt
+
+import "net"
+
+func newBatchIO(net.PacketConn) batchIO { return nil }

@@ -1,0 +1,127 @@
+package udt
+
+import (
+	"time"
+
+	"github.com/p2pcat/p2pcat/udt/internal/wire"
+)
+
+// timerLoop is the connection's timer goroutine. Every SYN (10 ms) it runs
+// each timer's handler in turn:
+//
+//   - expiredACK: the periodic full ACK (and window updates);
+//   - expiredNAK: re-reports losses that a retransmission has not repaired
+//     (libudt 4.11 compiled this out; we keep it because a lost NAK or
+//     retransmission otherwise waits for the sender's EXP);
+//   - expiredEXP: the peer's silence: go-back-N retransmission, keep-alives,
+//     and after Config.PeerTimeout the end of the connection;
+//   - expiredKeepAlive: a keep-alive when we have sent nothing for a while;
+//   - expiredPeerReady: data may flow even without proof that the peer
+//     finished connecting.
+func (c *Conn) timerLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(synInterval)
+	defer t.Stop()
+	buf := make([]byte, 0, c.mss)
+	for {
+		select {
+		case <-t.C:
+		case <-c.closing:
+			return
+		}
+		now := c.now()
+		buf = c.expiredACK(buf[:0], now)
+		buf = c.expiredNAK(buf[:0], now)
+		if !c.expiredEXP(now) {
+			return
+		}
+		c.expiredKeepAlive(now)
+		c.expiredPeerReady(now)
+	}
+}
+
+// expiredACK sends the periodic full ACK, or a window update when the
+// application has drained a buffer we had reported nearly full.
+func (c *Conn) expiredACK(buf []byte, now int64) []byte {
+	r := &c.rcv
+	r.mu.Lock()
+	force := r.lastAvail < r.window/4 && r.avail() >= r.window/2
+	buf = r.appendFullACK(buf, c.peerID, now, force)
+	r.mu.Unlock()
+	if len(buf) > 0 {
+		c.stats.acksSent.Add(1)
+		c.write(buf)
+	}
+	return buf
+}
+
+// expiredNAK re-reports losses older than about one retransmission round.
+func (c *Conn) expiredNAK(buf []byte, now int64) []byte {
+	r := &c.rcv
+	r.mu.Lock()
+	interval := 2 * (r.rtt + 4*r.rttVar)
+	if interval < int64(nakMinInterval) {
+		interval = int64(nakMinInterval)
+	}
+	buf = r.appendNAKs(buf, c.peerID, now, interval, c.mss-ipUDPHeaderBytes)
+	r.mu.Unlock()
+	if len(buf) > 0 {
+		c.stats.naksSent.Add(1)
+		c.write(buf)
+	}
+	return buf
+}
+
+// expiredEXP implements libudt's EXP timer with our own dead-peer limit.
+// It returns false when the connection has ended.
+func (c *Conn) expiredEXP(now int64) bool {
+	last := c.lastHeard.Load()
+	if now-last > int64(c.cfg.PeerTimeout) {
+		c.fail(ErrPeerTimeout)
+		return false
+	}
+	if c.heard.Swap(false) {
+		c.expCount = 1
+		c.lastResp = last
+	}
+	s := &c.snd
+	s.mu.Lock()
+	rttPlus := s.rtt + 4*s.rttVar
+	s.mu.Unlock()
+	period := max(int64(c.expCount)*rttPlus+int64(synInterval), int64(c.expCount)*int64(expMinimum))
+	if now-c.lastResp <= period {
+		return true
+	}
+	s.mu.Lock()
+	resent := s.onTimeout()
+	if resent {
+		c.cfg.logf("udt: EXP %d: resending %d unacknowledged packets after %v of silence", c.expCount, s.inFlight(), time.Duration(now-c.lastResp))
+	}
+	idle := s.inFlight() == 0
+	s.mu.Unlock()
+	if resent {
+		notify(s.wake)
+	}
+	if idle {
+		c.sendControl(wire.TypeKeepAlive, 0)
+	}
+	c.expCount++
+	c.lastResp = now
+	return true
+}
+
+// expiredKeepAlive keeps the peer (and any NAT on the way) from seeing
+// silence while we have nothing to send.
+func (c *Conn) expiredKeepAlive(now int64) {
+	if now-c.lastSent.Load() >= int64(keepAliveIdle) {
+		c.sendControl(wire.TypeKeepAlive, 0)
+	}
+}
+
+// expiredPeerReady lets data flow after a grace period even if the peer
+// never proved it finished connecting; EXP recovers anything it dropped.
+func (c *Conn) expiredPeerReady(now int64) {
+	if !c.snd.peerReadyHint() && now-c.connectedT >= int64(peerReadyGrace) {
+		c.markPeerReady()
+	}
+}
