@@ -19,9 +19,9 @@ type ACK struct {
 	Fields   int
 }
 
-// Parse decodes an ACK body as libudt's sender does: 4 bytes is a light
-// ACK, more than 16 bytes carries the rates, anything else in between only
-// the first four words.
+// Parse decodes an ACK body: 4–15 bytes is a light ACK (Fields 1), 16–23
+// bytes the first four words (Fields 4), 24 or more the rates too (Fields
+// 6). libudt reads rates from any body over 16 bytes, so never send 20.
 func (a *ACK) Parse(body []byte) error {
 	if len(body) < ACKLightLen {
 		return ErrShort

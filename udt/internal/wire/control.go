@@ -104,6 +104,6 @@ func (d *DropReq) Parse(body []byte) error {
 
 // Append appends the body.
 func (d *DropReq) Append(b []byte) []byte {
-	b = be.AppendUint32(b, uint32(d.First))
-	return be.AppendUint32(b, uint32(d.Last))
+	b = be.AppendUint32(b, uint32(d.First)&0x7FFFFFFF)
+	return be.AppendUint32(b, uint32(d.Last)&0x7FFFFFFF)
 }
