@@ -170,6 +170,7 @@ func (l *Listener) handle(b []byte, from netip.AddrPort) {
 			reply.SetPeerIPv4(from.Addr().As4())
 		}
 		l.send(&reply, uint32(hs.SocketID), &to)
+		c.sendControl(wire.TypeKeepAlive, 0)
 	}
 }
 
