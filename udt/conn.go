@@ -66,7 +66,7 @@ type Conn struct {
 
 type connStats struct {
 	sent, retransmitted, received, duplicate atomic.Uint64
-	naksSent, naksReceived, acksSent        atomic.Uint64
+	naksSent, naksReceived, acksSent         atomic.Uint64
 }
 
 // Stats are a connection's counters.

@@ -10,7 +10,7 @@ import "slices"
 type estimator struct {
 	arrivals  [16]int64 // ns between consecutive data packets
 	arrIdx    int
-	lastArr   int64 // ns, 0 = none yet
+	lastArr   int64     // ns, 0 = none yet
 	probes    [64]int64 // ns between the two packets of a pair
 	probeIdx  int
 	probeTime int64 // arrival of the last seq%16 == 0 packet, ns

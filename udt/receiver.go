@@ -19,10 +19,10 @@ import (
 type receiver struct {
 	mu sync.Mutex
 
-	size    int   // ring slots (a power of two ≥ window)
-	mask    int   // size-1
-	window  int   // packets accepted beyond base: our advertised flight flag size
-	payload int   // largest payload accepted
+	size    int // ring slots (a power of two ≥ window)
+	mask    int // size-1
+	window  int // packets accepted beyond base: our advertised flight flag size
+	payload int // largest payload accepted
 	buf     []byte
 	lens    []int32
 	present []bool

@@ -35,9 +35,9 @@ type sender struct {
 	lossHint int   // offset from ackSeq below which no flag is set
 	msgNo    uint32
 
-	flowWindow int // packets the receiver accepts beyond ackSeq
-	lastACK    int32
-	peerReady  bool // the peer has shown it is connected
+	flowWindow  int // packets the receiver accepts beyond ackSeq
+	lastACK     int32
+	peerReady   bool // the peer has shown it is connected
 	readyAtomic atomic.Bool
 
 	cc        cc.Controller
