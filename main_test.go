@@ -1,0 +1,42 @@
+package main
+
+import (
+	"os"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// The scripts in testdata/script run the real command: the test binary
+// maps the name p2pcat to main.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"p2pcat": func() { os.Exit(run(os.Args[1:])) },
+	})
+}
+
+var nextScript atomic.Int32
+
+func TestScript(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(env *testscript.Env) error {
+			// Each script gets its own loopback ports.
+			base := 20000 + (os.Getpid()*16)%20000 + int(nextScript.Add(1))*8
+			env.Setenv("PORTA", itoa(base))
+			env.Setenv("PORTB", itoa(base+1))
+			env.Setenv("PORTC", itoa(base+2))
+			return nil
+		},
+	})
+}
+
+func itoa(n int) string {
+	b := []byte{}
+	for n > 0 || len(b) == 0 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+		n /= 10
+	}
+	return string(b)
+}
