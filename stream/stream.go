@@ -145,7 +145,9 @@ func putHeader(b []byte, typ byte, n int) {
 // abort an *AbortError. A write error on dst is returned as is (after
 // telling the peer, if possible, through abort; see the caller).
 func Receive(dst io.Writer, conn io.Reader) (int64, error) {
-	r := bufio.NewReaderSize(conn, dataRecord+4)
+	// Errors from conn are tagged so that a failing transport (a cut) is
+	// told apart from a failing dst (which the caller reports).
+	r := bufio.NewReaderSize(taggedReader{conn}, dataRecord+4)
 	var pre [8]byte
 	if _, err := io.ReadFull(r, pre[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
@@ -171,11 +173,8 @@ func Receive(dst io.Writer, conn io.Reader) (int64, error) {
 			m, err := io.CopyN(dst, r, int64(n))
 			total += m
 			if err != nil {
-				if m < int64(n) && (err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF)) {
-					return total, cut(total, err)
-				}
 				var rerr readErr
-				if errors.As(err, &rerr) {
+				if err == io.EOF || errors.As(err, &rerr) {
 					return total, cut(total, err)
 				}
 				return total, err
@@ -207,9 +206,26 @@ func Receive(dst io.Writer, conn io.Reader) (int64, error) {
 	}
 }
 
+// readErr marks an error that came from the transport, not from dst.
 type readErr struct{ error }
 
+func (e readErr) Unwrap() error { return e.error }
+
+type taggedReader struct{ r io.Reader }
+
+func (t taggedReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = readErr{err}
+	}
+	return n, err
+}
+
 func cut(total int64, err error) error {
+	var rerr readErr
+	if errors.As(err, &rerr) {
+		err = rerr.error
+	}
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}
