@@ -27,7 +27,7 @@ const (
 	batchSize       = 64                     // datagrams per read/write batch
 	peerReadyGrace  = time.Second            // send data even without proof that the peer is connected
 	maxPacingBurst  = 2 * time.Millisecond   // pacing debt forgiven after a late wake-up
-	defaultIdleDead = 8 * time.Second
+	defaultIdleDead = 6 * time.Second
 )
 
 // Config tunes a connection. The zero value (or nil) gives libudt's
@@ -44,7 +44,7 @@ type Config struct {
 	// CC builds the congestion controller (default: UDT4's native one).
 	CC func(cc.Clock) cc.Controller
 	// PeerTimeout is how long total silence from the peer is tolerated
-	// before the connection is declared broken (default 8 s; libudt's
+	// before the connection is declared broken (default 6 s; libudt's
 	// own is about 46 s).
 	PeerTimeout time.Duration
 	// Linger bounds how long Close waits for unacknowledged data (default

@@ -50,13 +50,18 @@ func (e *estimator) onArrival(seq int32, now int64) {
 // Samples are kept in nanoseconds (libudt uses microseconds, which
 // truncate to 0 at loopback rates); rates come out in packets per second.
 
+// Rates are capped at 10^6 packets/s, the most libudt's microsecond
+// arithmetic can report: a libudt sender given more overflows its own
+// bandwidth statistics.
 func rateFrom(n, sumNS int64) int32 {
 	r := (1_000_000_000*n + sumNS - 1) / sumNS
-	if r > 1<<31-1 {
-		r = 1<<31 - 1
+	if r > maxReportedRate {
+		r = maxReportedRate
 	}
 	return int32(r)
 }
+
+const maxReportedRate = 1_000_000
 
 // recvRate returns the packet arrival rate in packets/s, 0 when the samples
 // are too scattered to tell.

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Throughput benchmark for BENCHMARKS.md: p2pcat's Go UDT4 against the
+# reference libudt 4.11, same machine, same run. Not part of CI.
+#
+# Usage: scripts/bench-udt.sh [SIZE_MIB (default 1024)] [RUNS (default 3)]
+#
+# Each run moves SIZE_MIB of random data (a file in /dev/shm) over loopback
+# in rendezvous mode, MSS 1500, receiver started first, to a tmpfs file:
+#   p2pcat  = p2pcat recv --raw  <-  p2pcat send --raw
+#   libudt  = udtpeer recv -r    <-  udtpeer send -r     (shared/interop)
+# and checks SHA-256. Per run it prints the rate the receiver reports
+# (udtpeer "= X MB/s", p2pcat -v "(X MB/s)": connection to last byte), the
+# wall-clock rate measured here (sender start -> receiver exit, so it
+# includes process start, handshake and Shutdown), and the user+sys CPU
+# seconds of each process; then medians and the ratios p2pcat/libudt.
+# MB = 10^6 bytes. The two programs alternate within each run.
+#
+# Environment: P2PCAT_INTEROP_BIN=dir with a built udtpeer (default: build
+# a copy of ../shared/interop), WORK=dir (default /dev/shm/p2pcat-bench).
+# The machine should be otherwise idle: both peers together need ~1.5 of
+# 2 cores, so any other load shows up directly in the numbers.
+set -euo pipefail
+exec </dev/null
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+size_mib=${1:-1024}
+runs=${2:-3}
+work=${WORK:-/dev/shm/p2pcat-bench}
+mkdir -p "$work"
+[ -x /usr/local/go/bin/go ] && export PATH=/usr/local/go/bin:$PATH
+load0=$(cut -d' ' -f1-3 /proc/loadavg) # before our own builds add to it
+
+# ---- tools -------------------------------------------------------------
+echo "building p2pcat ..."
+(cd "$root" && go build -o "$work/p2pcat" .)
+P2P=$work/p2pcat
+if [ -n "${P2PCAT_INTEROP_BIN:-}" ]; then
+  UDTPEER=$P2PCAT_INTEROP_BIN/udtpeer
+else
+  echo "building udtpeer from $root/../shared/interop ..."
+  rm -rf "$work/interop"
+  cp -R "$root/../shared/interop" "$work/interop"
+  chmod -R u+w "$work/interop"
+  make -s -C "$work/interop" udtpeer >/dev/null
+  UDTPEER=$work/interop/udtpeer
+fi
+[ -x "$UDTPEER" ] || { echo "bench: error: no udtpeer at $UDTPEER" >&2; exit 1; }
+
+src=$work/src_${size_mib}M.bin
+if [ ! -s "$src" ] || [ "$(stat -c %s "$src")" -ne $((size_mib * 1048576)) ]; then
+  echo "writing $size_mib MiB of random data to $src ..."
+  head -c $((size_mib * 1048576)) /dev/urandom >"$src"
+fi
+want=$(sha256sum <"$src" | cut -d' ' -f1)
+bytes=$((size_mib * 1048576))
+out=$work/out.bin
+
+printf 'machine: %s cores, %s, load average at start %s\n' "$(nproc)" "$(uname -r)" "$load0"
+printf 'p2pcat %s (%s), udtpeer on libudt %s\n' \
+  "$(cd "$root" && git describe --always --dirty 2>/dev/null || echo '?')" "$(go version | cut -d' ' -f3)" \
+  "$(dpkg-query -W -f '${Version}' libudt0 2>/dev/null || echo '?')"
+echo "$load0" | awk '$1 > 0.5 { print "warning: load average " $1 " at start: other work is running, the numbers will be noisy" }'
+
+# ---- helpers -------------------------------------------------------------
+now() { date +%s.%N; }
+# timed FILE CMD...: runs CMD in a subshell and writes its user+sys CPU
+# seconds (children's times from bash `times`) to FILE.
+timed() {
+  local f=$1
+  shift
+  (
+    rc=0
+    "$@" || rc=$?
+    times >"$f.raw" # a builtin, in this shell: a pipe would fork and lose the children's times
+    sed -n 2p "$f.raw" | awk '{
+      split($1, u, /[ms]/); split($2, s, /[ms]/)
+      printf "%.2f\n", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' >"$f"
+    exit $rc
+  )
+}
+reported() { sed -n 's/.*[(=] *\([0-9][0-9.]*\) MB\/s.*/\1/p' "$1" | tail -1; }
+median() { sort -n | awk '{a[NR]=$1} END {if (!NR) print "?"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "?" }'; }
+
+port=$((20000 + RANDOM % 30000))
+status=0
+for impl in p2pcat libudt; do : >"$work/res_$impl"; done
+
+# one IMPL RUN: a single transfer, appends "tool wall sndcpu rcvcpu" to res_IMPL
+one() {
+  local impl=$1 i=$2 pr ps rpid t0 t1 ok
+  port=$((port + 2))
+  pr=$port ps=$((port + 1))
+  rm -f "$out"
+  local rcv snd
+  if [ "$impl" = p2pcat ]; then
+    rcv=("$P2P" recv --raw -v --localport "$pr" "127.0.0.1:$ps")
+    snd=("$P2P" send --raw -v --localport "$ps" "127.0.0.1:$pr")
+  else
+    rcv=("$UDTPEER" recv -r -m 1500 -l "$pr" -c "127.0.0.1:$ps")
+    snd=("$UDTPEER" send -r -m 1500 -l "$ps" -c "127.0.0.1:$pr")
+  fi
+  timed "$work/rcv.cpu" timeout 600 "${rcv[@]}" >"$out" 2>"$work/recv.log" &
+  rpid=$!
+  sleep 0.3
+  t0=$(now)
+  timed "$work/snd.cpu" timeout 600 "${snd[@]}" <"$src" 2>"$work/send.log" || {
+    echo "  $impl run $i: sender failed:"
+    sed 's/^/    /' "$work/send.log" | tail -5
+    status=1
+  }
+  wait $rpid || {
+    echo "  $impl run $i: receiver failed:"
+    sed 's/^/    /' "$work/recv.log" | tail -5
+    status=1
+  }
+  t1=$(now)
+  ok=OK
+  [ "$(sha256sum <"$out" | cut -d' ' -f1)" = "$want" ] || { ok=MISMATCH; status=1; }
+  local tool wall sc rc
+  tool=$(reported "$work/recv.log")
+  wall=$(awk -v b="$bytes" -v a="$t0" -v z="$t1" 'BEGIN { printf "%.1f", b / (z - a) / 1e6 }')
+  sc=$(cat "$work/snd.cpu" 2>/dev/null || echo '?')
+  rc=$(cat "$work/rcv.cpu" 2>/dev/null || echo '?')
+  printf '%-7s run %d: %7s MB/s (receiver reports), %7s MB/s wall, CPU sender %5ss receiver %5ss, sha256 %s\n' \
+    "$impl" "$i" "${tool:-?}" "$wall" "$sc" "$rc" "$ok"
+  echo "${tool:-0} $wall $sc $rc" >>"$work/res_$impl"
+}
+
+echo
+echo "$runs runs x $size_mib MiB, loopback rendezvous, MSS 1500, receiver first"
+for i in $(seq 1 "$runs"); do
+  if [ $((i % 2)) = 1 ]; then order="p2pcat libudt"; else order="libudt p2pcat"; fi
+  for impl in $order; do one "$impl" "$i"; done
+done
+rm -f "$out"
+
+echo
+declare -A med
+for impl in p2pcat libudt; do
+  for col in 1 2 3 4; do
+    med[$impl$col]=$(awk -v c=$col '{print $c}' "$work/res_$impl" | median)
+  done
+  printf 'median %-7s %7s MB/s (receiver reports), %7s MB/s wall, CPU sender %ss receiver %ss\n' \
+    "$impl" "${med[${impl}1]}" "${med[${impl}2]}" "${med[${impl}3]}" "${med[${impl}4]}"
+done
+printf 'ratio p2pcat/libudt: throughput %s (reported) %s (wall); CPU sender %s receiver %s\n' \
+  "$(ratio "${med[p2pcat1]}" "${med[libudt1]}")" "$(ratio "${med[p2pcat2]}" "${med[libudt2]}")" \
+  "$(ratio "${med[p2pcat3]}" "${med[libudt3]}")" "$(ratio "${med[p2pcat4]}" "${med[libudt4]}")"
+exit $status
