@@ -24,6 +24,7 @@ const (
 const (
 	keepAliveIdle   = 500 * time.Millisecond // send a keep-alive after this much sending silence
 	nakMinInterval  = 40 * time.Millisecond  // lowest period for re-reporting an unrepaired loss
+	reorderHold     = 3 * time.Millisecond   // a gap must last this long before its first NAK
 	batchSize       = 64                     // datagrams per read/write batch
 	peerReadyGrace  = time.Second            // send data even without proof that the peer is connected
 	maxPacingBurst  = 2 * time.Millisecond   // pacing debt forgiven after a late wake-up

@@ -43,10 +43,7 @@ type Conn struct {
 	// Timer state (timers.go), owned by the timer goroutine except the
 	// atomics, which the reader goroutine updates.
 	lastHeard  atomic.Int64 // ns since start of the last packet from the peer
-	heard      atomic.Bool  // a packet arrived since the timer last looked
 	lastSent   atomic.Int64 // ns since start of the last packet we sent
-	expCount   int
-	lastResp   int64
 	connectedT int64
 
 	readDeadline  deadline
@@ -126,14 +123,13 @@ func (c *Conn) establish(sendISN, recvISN int32, mss, peerWindow int, peerID uin
 	if peerWindow < 2 {
 		peerWindow = 2
 	}
+	c.snd.now = c.now
 	c.snd.init(sendISN, c.cfg.SendBuffer, c.payload, peerWindow, mss, c.cfg.CC(cc.SystemClock{}))
 	// Accept packets as large as our own MSS allows, whatever we send.
 	c.rcv.init(recvISN, c.cfg.FlowWindow, c.cfg.MSS-ipUDPHeaderBytes-wire.HeaderLen)
 	now := c.now()
 	c.connectedT = now
 	c.lastHeard.Store(now)
-	c.lastResp = now
-	c.expCount = 1
 	c.hs.done = true
 	close(c.connected)
 	c.wg.Add(2)
@@ -164,7 +160,6 @@ func (c *Conn) markPeerReady() {
 // handle processes one datagram from the peer on the reader goroutine.
 func (c *Conn) handle(b []byte, now int64) {
 	c.lastHeard.Store(now)
-	c.heard.Store(true)
 	select {
 	case <-c.connected:
 	default:
@@ -245,8 +240,9 @@ func (c *Conn) handle(b []byte, now int64) {
 	}
 }
 
-// flush runs on the reader goroutine after each batch: it sends the NAKs
-// and ACKs the batch made due and wakes a blocked reader.
+// flush runs on the reader goroutine after each batch: it sends the ACK
+// the batch made due and wakes a blocked reader. (NAKs go out from the
+// timer, after reorderHold.)
 func (c *Conn) flush(now int64) {
 	select {
 	case <-c.connected:
@@ -256,13 +252,6 @@ func (c *Conn) flush(now int64) {
 	r := &c.rcv
 	r.mu.Lock()
 	b := c.rxBuf[:0]
-	if len(r.pendingNAK) > 0 {
-		b = wire.AppendControlHeader(b, &wire.ControlHeader{Type: wire.TypeNAK, DstID: c.peerID})
-		b = append(b, r.pendingNAK...)
-		r.pendingNAK = r.pendingNAK[:0]
-		c.stats.naksSent.Add(1)
-	}
-	n := len(b)
 	if r.ackNow {
 		b = r.appendFullACK(b, c.peerID, now, false)
 	} else if r.sinceACK >= lightACKEvery {
@@ -271,12 +260,9 @@ func (c *Conn) flush(now int64) {
 	wake := r.ackSeq != r.wokeAt
 	r.wokeAt = r.ackSeq
 	r.mu.Unlock()
-	if n > 0 {
-		c.write(b[:n])
-	}
-	if len(b) > n {
+	if len(b) > 0 {
 		c.stats.acksSent.Add(1)
-		c.write(b[n:])
+		c.write(b)
 	}
 	c.rxBuf = b[:0]
 	if wake {

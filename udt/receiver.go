@@ -26,7 +26,7 @@ type receiver struct {
 	buf     []byte
 	lens    []int32
 	present []bool
-	nakAt   []int64 // when each missing packet was last reported, ns
+	nakAt   []int64 // when each missing packet is next due for a NAK, ns
 
 	base    int32 // sequence number of the next packet the application reads
 	basePos int   // its ring slot
@@ -48,7 +48,6 @@ type receiver struct {
 
 	est estimator
 
-	pendingNAK []byte // NAK body built while processing a batch
 	wokeAt     int32  // ackSeq when the reader was last woken
 
 	err      error // io.EOF after the peer's Shutdown, or why the connection broke
@@ -79,7 +78,6 @@ func (r *receiver) init(isn int32, window, payload int) {
 	r.lastAvail = window
 	r.wokeAt = isn
 	r.est.init()
-	r.pendingNAK = make([]byte, 0, 1024)
 	r.readable = make(chan struct{}, 1)
 }
 
@@ -104,13 +102,15 @@ func (r *receiver) onData(h *wire.DataHeader, payload []byte, now int64) (fresh 
 	r.present[p] = true
 	if seqno.Cmp(h.Seq, r.maxSeq) > 0 {
 		if gap := seqno.Off(r.maxSeq, h.Seq) - 1; gap > 0 {
-			first, last := seqno.Inc(r.maxSeq), seqno.Dec(h.Seq)
+			first := seqno.Inc(r.maxSeq)
 			r.losses += gap
+			// A fresh gap is reported by the NAK timer once it has lasted
+			// reorderHold (libudt NAKs at once): packets merely reordered
+			// on the way fill it before then and cost no retransmission,
+			// and no rate cut at the sender.
+			due := now + int64(reorderHold)
 			for i, o := 0, seqno.Off(r.base, first); i < gap; i, o = i+1, o+1 {
-				r.nakAt[r.pos(o)] = now
-			}
-			if len(r.pendingNAK) <= cap(r.pendingNAK)-8 {
-				r.pendingNAK = wire.AppendLoss(r.pendingNAK, first, last)
+				r.nakAt[r.pos(o)] = due
 			}
 		}
 		r.maxSeq = h.Seq
@@ -205,8 +205,8 @@ func (r *receiver) onACK2(no int32, now int64) {
 	}
 }
 
-// appendNAKs re-reports losses that have waited longer than interval since
-// they were last reported. It returns b unchanged when none are due.
+// appendNAKs reports the losses that are due (a fresh gap reorderHold
+// after it was seen, an unrepaired one interval after its last report). It returns b unchanged when none are due.
 func (r *receiver) appendNAKs(b []byte, dst uint32, now, interval int64, room int) []byte {
 	if r.losses <= 0 {
 		return b
@@ -219,8 +219,8 @@ func (r *receiver) appendNAKs(b []byte, dst uint32, now, interval int64, room in
 	end := seqno.Inc(r.maxSeq)
 	for s := r.ackSeq; s != end && len(b) <= limit; s = seqno.Inc(s) {
 		p := r.pos(seqno.Off(r.base, s))
-		if !r.present[p] && now-r.nakAt[p] >= interval {
-			r.nakAt[p] = now
+		if !r.present[p] && now >= r.nakAt[p] {
+			r.nakAt[p] = now + interval
 			if run == 0 {
 				first = s
 			}

@@ -27,6 +27,8 @@ type sender struct {
 	lens    []int32
 	lost    []bool
 
+	now func() int64 // the connection's clock
+
 	ackSeq   int32 // oldest unacknowledged packet
 	ackPos   int   // its ring slot
 	nextSeq  int32 // next new packet to send
@@ -48,6 +50,12 @@ type sender struct {
 	bandwidth float64
 
 	nextSend int64 // pacing: earliest time for the next packet, ns
+
+	// Retransmission timeout (EXP as it concerns data): progress is an
+	// ACK that moves the ACK point or a loss report. Mere keep-alives do
+	// not count, or an idle receiver would hide a lost tail forever.
+	lastProgress int64
+	expCount     int
 
 	closing bool  // Close was called: no more writes
 	err     error // why no more data can be sent
@@ -176,6 +184,7 @@ func (s *sender) acknowledge(ack int32) int {
 	}
 	s.ackSeq = ack
 	s.ackPos = (s.ackPos + n) & s.mask
+	s.progress()
 	s.lossHint -= n
 	if s.lossHint < 0 {
 		s.lossHint = 0
@@ -243,6 +252,7 @@ func (s *sender) onNAK(body []byte) bool {
 		}
 		if !told {
 			s.cc.OnLoss(first, s.snapshot())
+			s.progress()
 			told = true
 		}
 		if seqno.Cmp(first, s.ackSeq) < 0 {
@@ -262,6 +272,19 @@ func (s *sender) onNAK(body []byte) bool {
 			}
 		}
 	}
+}
+
+// progress records that the peer is acting on our data.
+func (s *sender) progress() {
+	s.lastProgress = s.now()
+	s.expCount = 1
+}
+
+// rto is the retransmission timeout for the current expiration count, as
+// libudt's EXP period: max(N*(RTT+4*RTTVar)+SYN, N*300 ms).
+func (s *sender) rto() int64 {
+	n := int64(max(s.expCount, 1))
+	return max(n*(s.rtt+4*s.rttVar)+int64(synInterval), n*int64(expMinimum))
 }
 
 // onTimeout (EXP) puts every unacknowledged packet back for
@@ -373,6 +396,9 @@ func (c *Conn) sendLoop() {
 		}
 		if interval >= 1000 {
 			s.nextSend += int64(paced) * interval
+		}
+		if len(out) > 0 && s.inFlight() == len(out) {
+			s.lastProgress = now // the timeout runs from the first packet after idling
 		}
 		s.mu.Unlock()
 		if len(out) == 0 {

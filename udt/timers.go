@@ -72,41 +72,32 @@ func (c *Conn) expiredNAK(buf []byte, now int64) []byte {
 	return buf
 }
 
-// expiredEXP implements libudt's EXP timer with our own dead-peer limit.
-// It returns false when the connection has ended.
+// expiredEXP is libudt's EXP timer split in its two jobs. The peer's
+// silence beyond Config.PeerTimeout ends the connection (libudt's own
+// limit is about 46 s). Unacknowledged data without progress for the
+// retransmission timeout goes back for retransmission (go-back-N), with the
+// timeout growing per expiration as in libudt. It returns false when the
+// connection has ended.
 func (c *Conn) expiredEXP(now int64) bool {
-	last := c.lastHeard.Load()
-	if now-last > int64(c.cfg.PeerTimeout) {
+	if now-c.lastHeard.Load() > int64(c.cfg.PeerTimeout) {
 		c.fail(ErrPeerTimeout)
 		return false
 	}
-	if c.heard.Swap(false) {
-		c.expCount = 1
-		c.lastResp = last
-	}
 	s := &c.snd
 	s.mu.Lock()
-	rttPlus := s.rtt + 4*s.rttVar
-	s.mu.Unlock()
-	period := max(int64(c.expCount)*rttPlus+int64(synInterval), int64(c.expCount)*int64(expMinimum))
-	if now-c.lastResp <= period {
-		return true
+	resent := false
+	if s.inFlight() > 0 && now-s.lastProgress > s.rto() {
+		resent = s.onTimeout()
+		if resent {
+			c.cfg.logf("udt: EXP %d: resending %d unacknowledged packets", s.expCount, s.inFlight())
+		}
+		s.expCount++
+		s.lastProgress = now
 	}
-	s.mu.Lock()
-	resent := s.onTimeout()
-	if resent {
-		c.cfg.logf("udt: EXP %d: resending %d unacknowledged packets after %v of silence", c.expCount, s.inFlight(), time.Duration(now-c.lastResp))
-	}
-	idle := s.inFlight() == 0
 	s.mu.Unlock()
 	if resent {
 		notify(s.wake)
 	}
-	if idle {
-		c.sendControl(wire.TypeKeepAlive, 0)
-	}
-	c.expCount++
-	c.lastResp = now
 	return true
 }
 
