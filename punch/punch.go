@@ -1,0 +1,181 @@
+package punch
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"time"
+)
+
+// PathKind tells the user which way the connection goes.
+type PathKind string
+
+const (
+	PathPublic    PathKind = "public"         // the peer's public (STUN) address
+	PathLocal     PathKind = "local"          // a local address from the peer's token: same network
+	PathReflexive PathKind = "peer-reflexive" // where the peer's probes came from (a symmetric NAT's new port)
+)
+
+// Path is the address pair punching selected.
+type Path struct {
+	Peer          netip.AddrPort
+	Kind          PathKind
+	Authenticated bool // the peer proved it holds a token secret
+}
+
+// Config describes one punching attempt.
+type Config struct {
+	Own, Peer Token
+	// Window bounds the attempt: start it on a slot, and end it before
+	// the next slot so that a retry starts clean (default 8 s).
+	Window time.Duration
+	// Interval between probe rounds (default 40 ms).
+	Interval time.Duration
+	Logf     func(format string, args ...any)
+}
+
+// ErrNoPath means no candidate answered both ways within the window.
+var ErrNoPath = errors.New("no path to the peer answered within the punching window")
+
+// ErrSameToken means both sides hold the same token: they cannot tell who
+// leads.
+var ErrSameToken = errors.New("the peer's token is our own token")
+
+// Controlling reports whether we lead the selection: the side whose token
+// addresses sort first. Both sides compute the same answer from the two
+// tokens' addresses.
+func Controlling(own, peer Token) (bool, error) {
+	a, b := own.addrs(), peer.addrs()
+	if own.Public == peer.Public {
+		// Only the public parts are certain to be known alike on both
+		// sides (a bare address has no locals).
+		if a == b {
+			return false, ErrSameToken
+		}
+		return a < b, nil
+	}
+	return own.Public.String() < peer.Public.String(), nil
+}
+
+// Punch probes every candidate address of the peer from s until one works
+// both ways and both sides agree on it. The controlling side nominates the
+// first path that answered; the other side takes the source of that
+// nomination. Probes are authenticated with the tokens' secrets.
+func Punch(ctx context.Context, s *Socket, cfg Config) (Path, error) {
+	if cfg.Window <= 0 {
+		cfg.Window = 8 * time.Second
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 40 * time.Millisecond
+	}
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	controlling, err := Controlling(cfg.Own, cfg.Peer)
+	if err != nil {
+		return Path{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Window)
+	defer cancel()
+
+	var nb [8]byte
+	_, _ = rand.Read(nb[:])
+	nonce := binary.BigEndian.Uint64(nb[:])
+	own, peer, havePeer := cfg.Own.Secret, cfg.Peer.Secret, cfg.Peer.HasSecret
+
+	candidates := cfg.Peer.Candidates()
+	verified := netip.AddrPort{}
+	verifiedAuth := false
+	nominateSent := 0
+	buf := make([]byte, 0, probeLen)
+	send := func(typ byte, echo uint64, to netip.AddrPort) {
+		buf = appendProbe(buf[:0], probeMsg{typ: typ, nonce: nonce, echo: echo}, own, peer, havePeer)
+		_ = s.WriteTo(buf, to)
+	}
+	kind := func(a netip.AddrPort) PathKind {
+		if a == cfg.Peer.Public {
+			return PathPublic
+		}
+		for _, l := range cfg.Peer.Locals {
+			if a == l {
+				return PathLocal
+			}
+		}
+		return PathReflexive
+	}
+	tick := time.NewTicker(cfg.Interval)
+	defer tick.Stop()
+	round := func() {
+		if verified.IsValid() && controlling {
+			send(msgNominate, 0, verified)
+			nominateSent++
+			return
+		}
+		for _, c := range candidates {
+			send(msgProbe, 0, c)
+		}
+	}
+	round()
+	for {
+		select {
+		case <-ctx.Done():
+			if verified.IsValid() && controlling {
+				// Our nominations went unanswered, but the path worked
+				// both ways: let UDT's handshake settle it.
+				return Path{Peer: verified, Kind: kind(verified), Authenticated: verifiedAuth}, nil
+			}
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return Path{}, ErrNoPath
+			}
+			return Path{}, ctx.Err()
+		case <-tick.C:
+			if nominateSent >= 12 {
+				return Path{Peer: verified, Kind: kind(verified), Authenticated: verifiedAuth}, nil
+			}
+			round()
+		case d := <-s.Probes():
+			m, auth, ok := parseProbe(d.B, own, peer, havePeer)
+			if !ok {
+				logf("punch: dropped an unauthenticated probe from %v", d.From)
+				continue
+			}
+			authed := auth == authSecret
+			known := false
+			for _, c := range candidates {
+				known = known || c == d.From
+			}
+			if !known {
+				// Peer-reflexive: answer and probe where it really is.
+				candidates = append(candidates, d.From)
+				logf("punch: peer-reflexive candidate %v", d.From)
+			}
+			switch m.typ {
+			case msgProbe:
+				send(msgAck, m.nonce, d.From)
+			case msgAck:
+				if m.echo == nonce && !verified.IsValid() {
+					verified, verifiedAuth = d.From, authed
+					logf("punch: %v answers both ways", d.From)
+					if controlling {
+						round()
+					}
+				}
+			case msgNominate:
+				if controlling {
+					continue // both think they lead: cannot happen with equal inputs
+				}
+				for i := 0; i < 3; i++ {
+					send(msgNominateAck, m.nonce, d.From)
+				}
+				return Path{Peer: d.From, Kind: kind(d.From), Authenticated: authed}, nil
+			case msgNominateAck:
+				if controlling && m.echo == nonce && d.From == verified {
+					return Path{Peer: verified, Kind: kind(verified), Authenticated: verifiedAuth}, nil
+				}
+			}
+		}
+	}
+}
