@@ -15,33 +15,46 @@ import (
 	"strings"
 	"time"
 
+	"github.com/p2pcat/p2pcat/punch"
 	"github.com/p2pcat/p2pcat/stream"
 	"github.com/p2pcat/p2pcat/udt"
 )
 
 const usage = `Usage:
-    p2pcat send [options] PEER     send standard input to PEER
-    p2pcat recv [options] PEER     write what PEER sends to standard output
-    p2pcat send|recv -l --localport N [options]
-                                   wait for one UDT client instead of a PEER
+    p2pcat send [options] [PEER]   send standard input to the peer
+    p2pcat recv [options] [PEER]   write what the peer sends to standard output
+    p2pcat netcheck [options]      show your public address, NAT type and clock
     p2pcat selftest [--size SIZE]  move SIZE bytes to ourselves over loopback
-                                   UDT and report MB/s and CPU (default 1GiB)
+                                   UDT, encrypted, and report MB/s and CPU
 
-PEER is the peer's ip:port. By default both sides connect to each other at
-the same time (UDT rendezvous), so each side gives the other its address
-and fixes its own port with --localport.
+Each side prints a token ("tell your peer: ...") to give the other side by
+chat, and takes the peer's token as PEER, as @FILE, or from a prompt on the
+terminal. Both then start on the next shared 10-second slot (internet time
+from NTP), punch through their NATs and meet in UDT rendezvous. The stream
+is encrypted and authenticated with keys bound to the two tokens. A bare
+ip:port is accepted as PEER too (then the peer cannot be authenticated by
+token: compare the code p2pcat shows).
 
 Options:
-    --localport N   Local UDP port (default: random, printed with -v).
-    -l, --listen    Wait for one UDT client on --localport (no PEER).
-    --dial          Connect to PEER as a UDT client; PEER listens.
-    --raw           Plain UDT4 byte stream without p2pcat's framing, for
-                    libudt peers (udtpeer, p2pcopy). The end of the stream
-                    is then only the peer's UDT shutdown.
-    --timeout DUR   Give up connecting after DUR (default 30s).
-    -v, --verbose   Report the connection and transfer rate on stderr.
-    --version       Print the version and exit.
-    -h, --help      Print this help and exit.
+    --localport N     Local UDP port (default: random). Reuse one that worked.
+    --stun HOST:PORT  STUN server, repeatable; "none" skips STUN (default:
+                      a list of public servers).
+    --ntp HOST        NTP server, repeatable; "none" uses the local clock
+                      (default: a list of public servers).
+    --slot DURATION   Start on multiples of DURATION of internet time
+                      (default 10s); 0 starts at once.
+    --retries N       Connection attempts, one per slot (default 6).
+    --me FILE         Also write our token to FILE (for scripts).
+    -l, --listen      Wait for one UDT client on --localport instead (no
+                      tokens, no punching: libudt peers, plain networks).
+    --dial            Connect to PEER (ip:port) as a UDT client.
+    --raw             Plain UDT4 byte stream without p2pcat's framing and
+                      encryption, for libudt peers (udtpeer, p2pcopy).
+    --timeout DUR     With --listen/--dial: give up connecting after DUR
+                      (default 30s).
+    -v, --verbose     Report more on stderr (connection, rate, clock).
+    --version         Print the version and exit.
+    -h, --help        Print this help and exit.
 
 Exit status:
     0   success: every byte arrived (recv) or was acknowledged (send)
@@ -49,20 +62,25 @@ Exit status:
     2   usage error
     3   could not connect
     4   connection lost or stream cut before its end; peer aborted
+    6   authentication or integrity failure (wrong token, tampering)
     130 interrupted
 
 Examples:
-    # two terminals on one machine
-    p2pcat recv --localport 9001 127.0.0.1:9002 > copy.tar
-    tar c dir | p2pcat send --localport 9002 127.0.0.1:9001
+    # two terminals on one machine (or two machines, with internet)
+    p2pcat recv > copy.tar          # prints its token, asks for the peer's
+    tar c dir | p2pcat send         # the same; paste each token in the other
+
+    # scripted, no STUN/NTP, on one machine
+    p2pcat recv --stun none --ntp none --slot 0 --me a.tok @b.tok > out &
+    p2pcat send --stun none --ntp none --slot 0 --me b.tok @a.tok < in
 
     # a libudt peer: udtpeer recv -L -l 9000 > out
     p2pcat send --raw --dial 127.0.0.1:9000 < file
 `
 
 type options struct {
-	mode      string // send, recv, selftest
-	peer      string
+	mode      string // send, recv, netcheck, selftest
+	peer      string // token, ip:port, @FILE, or "" (prompt)
 	localPort int
 	listen    bool
 	dial      bool
@@ -70,7 +88,40 @@ type options struct {
 	verbose   bool
 	timeout   time.Duration
 	size      int64
+	stun      listFlag
+	ntp       listFlag
+	slot      time.Duration
+	retries   int
+	me        string
 }
+
+// listFlag is a repeatable string option.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func (o *options) noSTUN() bool { return len(o.stun) == 1 && o.stun[0] == "none" }
+func (o *options) noNTP() bool  { return len(o.ntp) == 1 && o.ntp[0] == "none" }
+
+func (o *options) stunServers() []string {
+	if len(o.stun) == 0 {
+		return punch.DefaultSTUNServers
+	}
+	return o.stun
+}
+
+func (o *options) ntpServers() []string {
+	if len(o.ntp) == 0 {
+		return punch.DefaultNTPServers
+	}
+	return o.ntp
+}
+
+func (o *options) udtConfig() *udt.Config { return &udt.Config{} }
+
+// debugf is for detail that only -v shows.
+func (o *options) debugf(format string, args ...any) { verbosef(o, format, args...) }
 
 func main() {
 	os.Exit(run(os.Args[1:]))
@@ -86,6 +137,8 @@ func run(args []string) int {
 	switch opts.mode {
 	case "selftest":
 		return selftest(ctx, opts)
+	case "netcheck":
+		return netcheck(ctx, opts)
 	default:
 		return transfer(ctx, opts)
 	}
@@ -98,9 +151,9 @@ func parseArgs(args []string) (*options, int) {
 		fmt.Fprint(os.Stderr, usage)
 		return nil, exitUsage
 	}
-	opts := &options{mode: args[0], timeout: 30 * time.Second, size: 1 << 30}
+	opts := &options{mode: args[0], timeout: 30 * time.Second, size: 1 << 30, slot: 10 * time.Second, retries: 6}
 	switch args[0] {
-	case "send", "recv", "selftest":
+	case "send", "recv", "selftest", "netcheck":
 	case "-h", "--help", "-help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return nil, exitOK
@@ -108,7 +161,7 @@ func parseArgs(args []string) (*options, int) {
 		fmt.Println("p2pcat", version())
 		return nil, exitOK
 	default:
-		errorf("unknown command %q: want send, recv or selftest", args[0])
+		errorf("unknown command %q: want send, recv, netcheck or selftest", args[0])
 		hintf("run p2pcat --help for usage")
 		return nil, exitUsage
 	}
@@ -125,6 +178,11 @@ func parseArgs(args []string) (*options, int) {
 	fs.BoolVar(&opts.verbose, "verbose", false, "")
 	fs.DurationVar(&opts.timeout, "timeout", opts.timeout, "")
 	fs.StringVar(&size, "size", "1GiB", "")
+	fs.Var(&opts.stun, "stun", "")
+	fs.Var(&opts.ntp, "ntp", "")
+	fs.DurationVar(&opts.slot, "slot", opts.slot, "")
+	fs.IntVar(&opts.retries, "retries", opts.retries, "")
+	fs.StringVar(&opts.me, "me", "", "")
 	fs.BoolVar(&help, "h", false, "")
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&showVersion, "version", false, "")
@@ -151,6 +209,21 @@ func parseArgs(args []string) (*options, int) {
 	if showVersion {
 		fmt.Println("p2pcat", version())
 		return nil, exitOK
+	}
+	for _, l := range []listFlag{opts.stun, opts.ntp} {
+		for _, v := range l {
+			if v == "none" && len(l) > 1 {
+				errorf("\"none\" cannot be combined with servers in --stun/--ntp")
+				return nil, exitUsage
+			}
+		}
+	}
+	if opts.mode == "netcheck" {
+		if len(positional) > 0 {
+			errorf("netcheck takes no PEER")
+			return nil, exitUsage
+		}
+		return opts, -1
 	}
 	if opts.mode == "selftest" {
 		n, err := parseSize(size)
@@ -179,15 +252,20 @@ func parseArgs(args []string) (*options, int) {
 		errorf("-l/--listen needs --localport")
 		hintf("the peer must know which port to connect to, e.g. --localport 9000")
 		return nil, exitUsage
-	case !opts.listen && len(positional) == 0:
-		errorf("missing PEER (ip:port)")
-		hintf("run p2pcat --help for usage")
+	case opts.dial && len(positional) == 0:
+		errorf("--dial needs PEER (ip:port)")
 		return nil, exitUsage
 	case opts.localPort < 0 || opts.localPort > 65535:
 		errorf("invalid --localport %d", opts.localPort)
 		return nil, exitUsage
 	case opts.timeout <= 0:
 		errorf("--timeout must be positive")
+		return nil, exitUsage
+	case opts.slot < 0:
+		errorf("--slot must not be negative")
+		return nil, exitUsage
+	case opts.retries < 1:
+		errorf("--retries must be at least 1")
 		return nil, exitUsage
 	}
 	if len(positional) == 1 {
@@ -196,21 +274,20 @@ func parseArgs(args []string) (*options, int) {
 	return opts, -1
 }
 
-// transfer runs send or recv: connect, copy, close, and map the outcome to
-// an exit status.
+// transfer runs send or recv: connect, secure, copy, close, and map the
+// outcome to an exit status.
 func transfer(ctx context.Context, opts *options) int {
+	network := "udp4"
 	var peer *net.UDPAddr
-	network := "udp"
-	if opts.peer != "" {
+	if opts.dial {
 		var err error
-		peer, err = resolvePeer(opts.peer)
-		if err != nil {
+		if peer, err = resolvePeer(opts.peer); err != nil {
 			errorf("invalid PEER %q: %v", opts.peer, err)
-			hintf("PEER is ip:port, e.g. 203.0.113.7:9000")
+			hintf("with --dial, PEER is ip:port, e.g. 203.0.113.7:9000")
 			return exitUsage
 		}
-		if peer.IP.To4() != nil {
-			network = "udp4"
+		if peer.IP.To4() == nil {
+			network = "udp"
 		}
 	}
 	pc, err := net.ListenUDP(network, &net.UDPAddr{Port: opts.localPort})
@@ -221,13 +298,30 @@ func transfer(ctx context.Context, opts *options) int {
 	defer pc.Close()
 	verbosef(opts, "local port %d", pc.LocalAddr().(*net.UDPAddr).Port)
 
-	conn, code := connect(ctx, opts, pc, peer)
+	var (
+		conn      *udt.Conn
+		keys      stream.Keys
+		initiator bool
+		code      int
+	)
+	if opts.listen || opts.dial {
+		conn, code = connect(ctx, opts, pc, peer)
+		keys, initiator = stream.Keys{Own: punch.NewSecret()}, opts.dial
+	} else {
+		var m *meeting
+		if m, code = meet(ctx, opts, pc); m != nil {
+			conn = m.conn
+			keys = stream.Keys{Own: m.own.Secret, Peer: m.peer.Secret, HavePeer: m.peer.HasSecret}
+			initiator = m.controlling
+		}
+	}
 	if conn == nil {
 		return code
 	}
-	return copyStream(ctx, opts, conn)
+	return copyStream(ctx, opts, conn, keys, initiator)
 }
 
+// connect sets up a plain UDT connection (--listen, --dial): no tokens.
 func connect(ctx context.Context, opts *options, pc net.PacketConn, peer *net.UDPAddr) (*udt.Conn, int) {
 	cctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	defer cancel()
@@ -279,11 +373,24 @@ func peerName(opts *options) string {
 	return opts.peer
 }
 
-// copyStream moves the data and closes the connection.
-func copyStream(ctx context.Context, opts *options, conn *udt.Conn) int {
+// copyStream secures the connection (unless --raw), moves the data and
+// closes the connection.
+func copyStream(ctx context.Context, opts *options, conn *udt.Conn, keys stream.Keys, initiator bool) int {
 	type result struct {
 		n   int64
 		err error
+	}
+	var rw io.ReadWriter = conn
+	if !opts.raw {
+		sc, err := secure(ctx, conn, keys, initiator)
+		if err != nil {
+			conn.Close()
+			return exitCode(opts, 0, err)
+		}
+		if !sc.Authenticated() {
+			warningf("the peer is NOT authenticated (no token secret was shared): compare this code with your peer before trusting the data: %s", sc.Code())
+		}
+		rw = sc
 	}
 	done := make(chan result, 1)
 	start := time.Now()
@@ -297,19 +404,19 @@ func copyStream(ctx context.Context, opts *options, conn *udt.Conn) int {
 				r.err = conn.Close()
 			}
 		case opts.mode == "send":
-			r.n, r.err = stream.Send(conn, os.Stdin, bufSize)
+			r.n, r.err = stream.Send(rw, os.Stdin, 0)
 			if r.err == nil {
 				r.err = conn.Close()
 			}
 		case opts.raw:
 			r.n, r.err = io.CopyBuffer(os.Stdout, onlyReader{conn}, make([]byte, bufSize))
 		default:
-			r.n, r.err = stream.Receive(os.Stdout, conn)
+			r.n, r.err = stream.Receive(os.Stdout, rw)
 			if r.err == nil {
 				// Let the sender see its last packets acknowledged and
 				// close first; it sends Shutdown then.
 				conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-				io.Copy(io.Discard, conn)
+				io.Copy(io.Discard, rw)
 			}
 		}
 		done <- r
@@ -319,7 +426,8 @@ func copyStream(ctx context.Context, opts *options, conn *udt.Conn) int {
 	case r = <-done:
 	case <-ctx.Done():
 		if !opts.raw && opts.mode == "send" {
-			stream.Abort(conn, stream.ReasonInterrupted, "interrupted")
+			stream.Abort(rw, stream.ReasonInterrupted, "interrupted")
+			conn.SetDeadline(time.Now().Add(time.Second))
 		}
 		errorf("interrupted")
 		return exitInterrupted
@@ -332,6 +440,13 @@ func copyStream(ctx context.Context, opts *options, conn *udt.Conn) int {
 	}
 	verbosef(opts, "%s %d bytes in %.3fs (%.1f MB/s)", verb, r.n, elapsed.Seconds(), float64(r.n)/elapsed.Seconds()/1e6)
 	return exitCode(opts, r.n, r.err)
+}
+
+// secure runs the encrypted handshake, bounded in time.
+func secure(ctx context.Context, conn *udt.Conn, keys stream.Keys, initiator bool) (*stream.SecureConn, error) {
+	conn.SetDeadline(time.Now().Add(15 * time.Second))
+	defer conn.SetDeadline(time.Time{})
+	return stream.Secure(conn, initiator, keys)
 }
 
 // onlyReader hides WriteTo/ReadFrom so that io.CopyBuffer uses our buffer.

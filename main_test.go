@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/netip"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -12,7 +13,14 @@ import (
 // maps the name p2pcat to main.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"p2pcat": func() { os.Exit(run(os.Args[1:])) },
+		"p2pcat": func() {
+			// Scripts run with --stun none: offer loopback only, so that
+			// no packet leaves this machine.
+			localCandidates = func(port uint16, _ netip.AddrPort) []netip.AddrPort {
+				return []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)}
+			}
+			os.Exit(run(os.Args[1:]))
+		},
 	})
 }
 

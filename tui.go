@@ -23,6 +23,7 @@ const (
 	exitUsage       = 2
 	exitConnect     = 3
 	exitCut         = 4
+	exitAuth        = 6
 	exitInterrupted = 130
 )
 
@@ -36,6 +37,12 @@ func warningf(format string, args ...any) {
 
 func hintf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "p2pcat: hint: "+format+"\n", args...)
+}
+
+// infof reports progress the user needs (token, NAT type, slots); it is
+// not an error and not only for -v.
+func infof(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "p2pcat: "+format+"\n", args...)
 }
 
 func verbosef(opts *options, format string, args ...any) {
@@ -58,6 +65,13 @@ func exitCode(opts *options, n int64, err error) int {
 	case errors.As(err, &cut):
 		errorf("stream cut after %d bytes: %v", cut.Bytes, describe(cut.Err))
 		return exitCut
+	case errors.Is(err, stream.ErrAuth):
+		errorf("authentication failed: %v", err)
+		hintf("check that each side was given the other's token exactly as printed")
+		return exitAuth
+	case errors.Is(err, stream.ErrIntegrity):
+		errorf("integrity check failed after %d bytes: %v", n, err)
+		return exitAuth
 	case errors.Is(err, stream.ErrNotP2pcat):
 		errorf("%v", err)
 		return exitError
@@ -100,5 +114,3 @@ func version() string {
 	}
 	return "devel"
 }
-
-var _ = warningf

@@ -415,8 +415,12 @@ func checkHello(h [2]byte) error {
 	switch {
 	case h == [2]byte{'p', '2'}: // the unencrypted stream preamble
 		return fmt.Errorf("%w: peer sent an unencrypted stream", ErrNotP2pcat)
+	case h[0] == 0 || h[0] > 15:
+		// Not a version byte of ours at all: a --raw peer or a libudt
+		// program sending data.
+		return ErrNotP2pcat
 	case h[0] != secureVersion:
-		return fmt.Errorf("stream: peer speaks secure protocol version %d, want %d", h[0], secureVersion)
+		return fmt.Errorf("stream: peer speaks secure protocol version %d, want %d: upgrade the older p2pcat", h[0], secureVersion)
 	case h[1]&^flagKnowPeer != 0:
 		return fmt.Errorf("stream: peer's hello has unknown flags %#02x", h[1])
 	}

@@ -48,7 +48,7 @@ type receiver struct {
 
 	est estimator
 
-	wokeAt     int32  // ackSeq when the reader was last woken
+	wokeAt int32 // ackSeq when the reader was last woken
 
 	err      error // io.EOF after the peer's Shutdown, or why the connection broke
 	readable chan struct{}
