@@ -104,8 +104,7 @@ func meet(ctx context.Context, opts *options, conn *net.UDPConn) (*meeting, int)
 	if !peer.HasSecret && !opts.raw {
 		warningf("the peer was given as a bare address: its identity cannot be checked by token")
 	}
-	controlling, err := punch.Controlling(own, peer)
-	if err != nil {
+	if err := punch.CheckTokens(own, peer); err != nil {
 		errorf("%v", err)
 		hintf("paste the token your peer's p2pcat printed, not your own")
 		return nil, exitUsage
@@ -146,6 +145,7 @@ func meet(ctx context.Context, opts *options, conn *net.UDPConn) (*meeting, int)
 		}
 		peerAddr := peer.Public
 		how := "rendezvous"
+		controlling := false
 		if !opts.raw {
 			path, err := punch.Punch(ctx, sock, punch.Config{Own: own, Peer: peer, Window: window, Logf: opts.debugf})
 			if err != nil {
@@ -157,7 +157,7 @@ func meet(ctx context.Context, opts *options, conn *net.UDPConn) (*meeting, int)
 				infof("attempt %d: %v", attempt, err)
 				continue
 			}
-			peerAddr, how = path.Peer, fmt.Sprintf("%s path", path.Kind)
+			peerAddr, how, controlling = path.Peer, fmt.Sprintf("%s path", path.Kind), path.Controlling
 		}
 		c := sock.Release()
 		uctx, cancel := context.WithTimeout(ctx, max(window, 5*time.Second))

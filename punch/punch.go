@@ -23,6 +23,9 @@ type Path struct {
 	Peer          netip.AddrPort
 	Kind          PathKind
 	Authenticated bool // the peer proved it holds a token secret
+	// Controlling is true on exactly one side: the one that nominated.
+	// Callers use it to pick roles later (e.g. the encryption initiator).
+	Controlling bool
 }
 
 // Config describes one punching attempt.
@@ -43,26 +46,23 @@ var ErrNoPath = errors.New("no path to the peer answered within the punching win
 // leads.
 var ErrSameToken = errors.New("the peer's token is our own token")
 
-// Controlling reports whether we lead the selection: the side whose token
-// addresses sort first. Both sides compute the same answer from the two
-// tokens' addresses.
-func Controlling(own, peer Token) (bool, error) {
-	a, b := own.addrs(), peer.addrs()
-	if own.Public == peer.Public {
-		// Only the public parts are certain to be known alike on both
-		// sides (a bare address has no locals).
-		if a == b {
-			return false, ErrSameToken
-		}
-		return a < b, nil
+// CheckTokens refuses a peer token that is our own (a user who pasted
+// the wrong line).
+func CheckTokens(own, peer Token) error {
+	if own.String() == peer.String() || (peer.HasSecret && own.Secret == peer.Secret) {
+		return ErrSameToken
 	}
-	return own.Public.String() < peer.Public.String(), nil
+	return nil
 }
 
 // Punch probes every candidate address of the peer from s until one works
 // both ways and both sides agree on it. The controlling side nominates the
 // first path that answered; the other side takes the source of that
-// nomination. Probes are authenticated with the tokens' secrets.
+// nomination. Who controls is decided like ICE's tie-breaker: every
+// message carries its sender's random nonce, and the larger nonce leads.
+// (Addresses would not do: with a bare-address PEER the two sides may
+// name the same socket differently.) Probes are authenticated with the
+// tokens' secrets.
 func Punch(ctx context.Context, s *Socket, cfg Config) (Path, error) {
 	if cfg.Window <= 0 {
 		cfg.Window = 8 * time.Second
@@ -74,8 +74,7 @@ func Punch(ctx context.Context, s *Socket, cfg Config) (Path, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	controlling, err := Controlling(cfg.Own, cfg.Peer)
-	if err != nil {
+	if err := CheckTokens(cfg.Own, cfg.Peer); err != nil {
 		return Path{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Window)
@@ -84,6 +83,7 @@ func Punch(ctx context.Context, s *Socket, cfg Config) (Path, error) {
 	var nb [8]byte
 	_, _ = rand.Read(nb[:])
 	nonce := binary.BigEndian.Uint64(nb[:])
+	controlling, decided := false, false
 	own, peer, havePeer := cfg.Own.Secret, cfg.Peer.Secret, cfg.Peer.HasSecret
 
 	candidates := cfg.Peer.Candidates()
@@ -125,7 +125,7 @@ func Punch(ctx context.Context, s *Socket, cfg Config) (Path, error) {
 			if verified.IsValid() && controlling {
 				// Our nominations went unanswered, but the path worked
 				// both ways: let UDT's handshake settle it.
-				return Path{Peer: verified, Kind: kind(verified), Authenticated: verifiedAuth}, nil
+				return Path{Peer: verified, Kind: kind(verified), Authenticated: verifiedAuth, Controlling: true}, nil
 			}
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return Path{}, ErrNoPath
@@ -133,7 +133,7 @@ func Punch(ctx context.Context, s *Socket, cfg Config) (Path, error) {
 			return Path{}, ctx.Err()
 		case <-tick.C:
 			if nominateSent >= 12 {
-				return Path{Peer: verified, Kind: kind(verified), Authenticated: verifiedAuth}, nil
+				return Path{Peer: verified, Kind: kind(verified), Authenticated: verifiedAuth, Controlling: true}, nil
 			}
 			round()
 		case d := <-s.Probes():
@@ -143,6 +143,10 @@ func Punch(ctx context.Context, s *Socket, cfg Config) (Path, error) {
 				continue
 			}
 			authed := auth == authSecret
+			if !decided && m.nonce != nonce {
+				controlling, decided = nonce > m.nonce, true
+				logf("punch: %s", map[bool]string{true: "we lead", false: "the peer leads"}[controlling])
+			}
 			known := false
 			for _, c := range candidates {
 				known = known || c == d.From
@@ -159,9 +163,9 @@ func Punch(ctx context.Context, s *Socket, cfg Config) (Path, error) {
 				if m.echo == nonce && !verified.IsValid() {
 					verified, verifiedAuth = d.From, authed
 					logf("punch: %v answers both ways", d.From)
-					if controlling {
-						round()
-					}
+				}
+				if verified.IsValid() && controlling && nominateSent == 0 {
+					round()
 				}
 			case msgNominate:
 				if controlling {
@@ -170,10 +174,10 @@ func Punch(ctx context.Context, s *Socket, cfg Config) (Path, error) {
 				for i := 0; i < 3; i++ {
 					send(msgNominateAck, m.nonce, d.From)
 				}
-				return Path{Peer: d.From, Kind: kind(d.From), Authenticated: authed}, nil
+				return Path{Peer: d.From, Kind: kind(d.From), Authenticated: authed, Controlling: false}, nil
 			case msgNominateAck:
 				if controlling && m.echo == nonce && d.From == verified {
-					return Path{Peer: verified, Kind: kind(verified), Authenticated: verifiedAuth}, nil
+					return Path{Peer: verified, Kind: kind(verified), Authenticated: verifiedAuth, Controlling: true}, nil
 				}
 			}
 		}

@@ -79,6 +79,9 @@ func TestPunchAgreesOnPath(t *testing.T) {
 			if pa.Kind != PathPublic || pb.Kind != PathPublic {
 				t.Fatalf("kinds %v %v", pa.Kind, pb.Kind)
 			}
+			if pa.Controlling == pb.Controlling {
+				t.Fatalf("both sides controlling=%v", pa.Controlling)
+			}
 			if pa.Authenticated != tc.wantAuthA || pb.Authenticated != tc.wantAuthB {
 				t.Fatalf("authenticated A %v B %v, want %v %v", pa.Authenticated, pb.Authenticated, tc.wantAuthA, tc.wantAuthB)
 			}
@@ -131,6 +134,31 @@ func TestPunchIgnoresForgedProbes(t *testing.T) {
 	pa, pb := punchPair(t, sa, sb, ta, tb, tb, ta)
 	if pa.Peer != sb.LocalAddr() || pb.Peer != sa.LocalAddr() || !pa.Authenticated || !pb.Authenticated {
 		t.Fatalf("A->%v B->%v (forger %v)", pa.Peer, pb.Peer, sf.LocalAddr())
+	}
+}
+
+// With bare addresses the two sides may name each other differently than
+// they name themselves (a token with another local address): they must
+// still agree on who leads.
+func TestPunchBareAddressesDifferentSelfView(t *testing.T) {
+	sa, sb := loopbackSocket(t), loopbackSocket(t)
+	ta, tb := tokenFor(sa, true), tokenFor(sb, true)
+	// Each side's own token claims an address the peer never uses.
+	ta.Public = netip.AddrPortFrom(netip.MustParseAddr("192.0.2.250"), ta.Public.Port())
+	tb.Public = netip.AddrPortFrom(netip.MustParseAddr("192.0.2.251"), tb.Public.Port())
+	peerA := Token{Public: sb.LocalAddr()}
+	peerB := Token{Public: sa.LocalAddr()}
+	pa, pb := punchPair(t, sa, sb, ta, peerA, tb, peerB)
+	if pa.Peer != sb.LocalAddr() || pb.Peer != sa.LocalAddr() || pa.Controlling == pb.Controlling {
+		t.Fatalf("A->%v (ctl %v), B->%v (ctl %v)", pa.Peer, pa.Controlling, pb.Peer, pb.Controlling)
+	}
+}
+
+func TestPunchRefusesOwnToken(t *testing.T) {
+	sa := loopbackSocket(t)
+	ta := tokenFor(sa, true)
+	if _, err := Punch(context.Background(), sa, Config{Own: ta, Peer: ta, Window: time.Second}); err != ErrSameToken {
+		t.Fatalf("err = %v", err)
 	}
 }
 

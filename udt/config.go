@@ -35,7 +35,8 @@ const (
 // defaults.
 type Config struct {
 	// MSS is the maximum packet size including IP and UDP headers
-	// (default 1500, as libudt, on every interface).
+	// (default 1500, as libudt, on every interface; at most 9244, a
+	// 9216-byte datagram).
 	MSS int
 	// FlowWindow is the receive buffer in packets, advertised to the peer
 	// as its flight flag size (default 8192).
@@ -68,8 +69,9 @@ func (c *Config) withDefaults() Config {
 	if r.MSS < 76 {
 		r.MSS = 76
 	}
-	if r.MSS > 65535 {
-		r.MSS = 65535
+	if r.MSS > maxDatagram+ipUDPHeaderBytes {
+		// Never advertise more than the reader can take in (§6.2).
+		r.MSS = maxDatagram + ipUDPHeaderBytes
 	}
 	if r.FlowWindow <= 0 {
 		r.FlowWindow = 8192

@@ -56,6 +56,8 @@ type Conn struct {
 	closeErr  error
 	wg        sync.WaitGroup
 
+	onClose func() // set by a listener for its children
+
 	rxBuf []byte // control packets built on the reader goroutine
 	dirty bool   // reader goroutine: touched in the current batch
 	stats connStats
@@ -394,6 +396,9 @@ func (c *Conn) close() error {
 	c.fail(ErrClosed)
 	c.wg.Wait()
 	c.mux.remove(c)
+	if c.onClose != nil {
+		c.onClose()
+	}
 	return err
 }
 

@@ -146,6 +146,13 @@ func (l *Listener) handle(b []byte, from netip.AddrPort) {
 			c.hsMu.Unlock()
 			l.mux.add(c)
 			l.children[key] = c
+			c.onClose = func() {
+				l.mu.Lock()
+				if l.children[key] == c {
+					delete(l.children, key)
+				}
+				l.mu.Unlock()
+			}
 			select {
 			case l.accept <- c:
 			default:

@@ -95,10 +95,12 @@ func (m *mux) release() {
 
 func (m *mux) readLoop() {
 	defer close(m.done)
-	store := make([]byte, batchSize*maxDatagram)
+	// One spare byte per buffer: a datagram that fills it was truncated.
+	const bufLen = maxDatagram + 1
+	store := make([]byte, batchSize*bufLen)
 	bufs := make([][]byte, batchSize)
 	for i := range bufs {
-		bufs[i] = store[i*maxDatagram : (i+1)*maxDatagram]
+		bufs[i] = store[i*bufLen : (i+1)*bufLen]
 	}
 	sizes := make([]int, batchSize)
 	addrs := make([]netip.AddrPort, batchSize)
@@ -146,8 +148,8 @@ func (m *mux) readLoop() {
 // dispatch hands one datagram to its connection and returns that
 // connection, or nil if the datagram went elsewhere or nowhere.
 func (m *mux) dispatch(b []byte, from netip.AddrPort, conns []*Conn) *Conn {
-	if len(b) < wire.HeaderLen {
-		m.foreign.Add(1)
+	if len(b) < wire.HeaderLen || len(b) > maxDatagram {
+		m.foreign.Add(1) // too short, or too long for any MSS we accept
 		return nil
 	}
 	dst := wire.DstID(b)
