@@ -5,10 +5,12 @@ go 1.26.0
 require (
 	github.com/beevik/ntp v1.6.0
 	github.com/flynn/noise v1.1.0
+	github.com/klauspost/compress v1.20.4
 	github.com/pion/stun/v3 v3.1.7
 	github.com/rogpeppe/go-internal v1.16.0
 	golang.org/x/crypto v0.59.0
 	golang.org/x/sys v0.50.0
+	golang.org/x/term v0.48.0
 )
 
 require (

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/p2pcat/p2pcat/punch"
@@ -23,6 +24,8 @@ import (
 const usage = `Usage:
     p2pcat send [options] [PEER]   send standard input to the peer
     p2pcat recv [options] [PEER]   write what the peer sends to standard output
+    p2pcat cat [options] [PEER]    both at once, like nc: each direction ends
+                                   on its own
     p2pcat netcheck [options]      show your public address, NAT type and clock
     p2pcat selftest [--size SIZE]  move SIZE bytes to ourselves over loopback
                                    UDT, encrypted, and report MB/s and CPU
@@ -50,6 +53,12 @@ Options:
     --dial            Connect to PEER (ip:port) as a UDT client.
     --raw             Plain UDT4 byte stream without p2pcat's framing and
                       encryption, for libudt peers (udtpeer, p2pcopy).
+    -z, --compress[=LEVEL]
+                      Compress with zstd (LEVEL on zstd's scale, default 1).
+                      Blocks that do not shrink go as they are. The
+                      receiver needs no option.
+    --progress        Show bytes, rate and elapsed time on stderr.
+    -w SECS           Give up when nothing moves for SECS seconds, like nc -w.
     --timeout DUR     With --listen/--dial: give up connecting after DUR
                       (default 30s).
     -v, --verbose     Report more on stderr (connection, rate, clock).
@@ -62,6 +71,7 @@ Exit status:
     2   usage error
     3   could not connect
     4   connection lost or stream cut before its end; peer aborted
+    5   the peer stopped reading (its output was closed, e.g. | head)
     6   authentication or integrity failure (wrong token, tampering)
     130 interrupted
 
@@ -93,6 +103,31 @@ type options struct {
 	slot      time.Duration
 	retries   int
 	me        string
+	compress  int // zstd level, 0 = off
+	progress  bool
+	idle      time.Duration // -w
+}
+
+// compressFlag is -z/--compress[=LEVEL]: a boolean flag that also takes a
+// level.
+type compressFlag struct{ level *int }
+
+func (f compressFlag) String() string   { return "" }
+func (f compressFlag) IsBoolFlag() bool { return true }
+func (f compressFlag) Set(s string) error {
+	switch s {
+	case "true":
+		*f.level = 1
+	case "false":
+		*f.level = 0
+	default:
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 22 {
+			return errors.New("LEVEL must be 1..22")
+		}
+		*f.level = n
+	}
+	return nil
 }
 
 // listFlag is a repeatable string option.
@@ -132,6 +167,9 @@ func run(args []string) int {
 	if code >= 0 {
 		return code
 	}
+	// A closed stdout (p2pcat recv | head) must be an EPIPE we handle by
+	// telling the sender, not a SIGPIPE that kills us silently.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	switch opts.mode {
@@ -153,7 +191,7 @@ func parseArgs(args []string) (*options, int) {
 	}
 	opts := &options{mode: args[0], timeout: 30 * time.Second, size: 1 << 30, slot: 10 * time.Second, retries: 6}
 	switch args[0] {
-	case "send", "recv", "selftest", "netcheck":
+	case "send", "recv", "cat", "selftest", "netcheck":
 	case "-h", "--help", "-help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return nil, exitOK
@@ -161,7 +199,7 @@ func parseArgs(args []string) (*options, int) {
 		fmt.Println("p2pcat", version())
 		return nil, exitOK
 	default:
-		errorf("unknown command %q: want send, recv, netcheck or selftest", args[0])
+		errorf("unknown command %q: want send, recv, cat, netcheck or selftest", args[0])
 		hintf("run p2pcat --help for usage")
 		return nil, exitUsage
 	}
@@ -183,6 +221,11 @@ func parseArgs(args []string) (*options, int) {
 	fs.DurationVar(&opts.slot, "slot", opts.slot, "")
 	fs.IntVar(&opts.retries, "retries", opts.retries, "")
 	fs.StringVar(&opts.me, "me", "", "")
+	fs.Var(compressFlag{&opts.compress}, "z", "")
+	fs.Var(compressFlag{&opts.compress}, "compress", "")
+	fs.BoolVar(&opts.progress, "progress", false, "")
+	var idleSecs int
+	fs.IntVar(&idleSecs, "w", 0, "")
 	fs.BoolVar(&help, "h", false, "")
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&showVersion, "version", false, "")
@@ -201,6 +244,11 @@ func parseArgs(args []string) (*options, int) {
 		}
 		positional = append(positional, rest[0])
 		rest = rest[1:]
+	}
+	opts.idle = time.Duration(idleSecs) * time.Second
+	if idleSecs < 0 {
+		errorf("-w must not be negative")
+		return nil, exitUsage
 	}
 	if help {
 		fmt.Fprint(os.Stdout, usage)
@@ -266,6 +314,9 @@ func parseArgs(args []string) (*options, int) {
 		return nil, exitUsage
 	case opts.retries < 1:
 		errorf("--retries must be at least 1")
+		return nil, exitUsage
+	case opts.raw && opts.compress > 0:
+		errorf("--raw and -z/--compress exclude each other: a raw stream has no framing to mark compressed blocks")
 		return nil, exitUsage
 	}
 	if len(positional) == 1 {
@@ -376,48 +427,39 @@ func peerName(opts *options) string {
 // copyStream secures the connection (unless --raw), moves the data and
 // closes the connection.
 func copyStream(ctx context.Context, opts *options, conn *udt.Conn, keys stream.Keys, initiator bool) int {
-	type result struct {
-		n   int64
-		err error
-	}
-	var rw io.ReadWriter = conn
 	if !opts.raw {
 		sc, err := secure(ctx, conn, keys, initiator)
 		if err != nil {
-			conn.Close()
+			conn.Abort()
 			return exitCode(opts, 0, err)
 		}
 		if !sc.Authenticated() {
 			warningf("the peer is NOT authenticated (no token secret was shared): compare this code with your peer before trusting the data: %s", sc.Code())
 		}
-		rw = sc
+		return pipeStreams(ctx, opts, conn, sc)
+	}
+	type result struct {
+		n   int64
+		err error
 	}
 	done := make(chan result, 1)
 	start := time.Now()
 	bufSize := 45 * conn.PayloadSize() // whole packets: no short ones mid-stream
 	go func() {
 		var r result
-		switch {
-		case opts.mode == "send" && opts.raw:
+		switch opts.mode {
+		case "send":
 			r.n, r.err = io.CopyBuffer(conn, onlyReader{os.Stdin}, make([]byte, bufSize))
 			if r.err == nil {
 				r.err = conn.Close()
 			}
-		case opts.mode == "send":
-			r.n, r.err = stream.Send(rw, os.Stdin, 0)
-			if r.err == nil {
-				r.err = conn.Close()
-			}
-		case opts.raw:
+		case "recv":
 			r.n, r.err = io.CopyBuffer(os.Stdout, onlyReader{conn}, make([]byte, bufSize))
-		default:
-			r.n, r.err = stream.Receive(os.Stdout, rw)
-			if r.err == nil {
-				// Let the sender see its last packets acknowledged and
-				// close first; it sends Shutdown then.
-				conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-				io.Copy(io.Discard, rw)
-			}
+		case "cat":
+			// UDT4 has no half-close: send stdin, and end when the peer
+			// closes, as libudt peers do.
+			go io.CopyBuffer(conn, onlyReader{os.Stdin}, make([]byte, bufSize))
+			r.n, r.err = io.CopyBuffer(os.Stdout, onlyReader{conn}, make([]byte, bufSize))
 		}
 		done <- r
 	}()
@@ -425,11 +467,8 @@ func copyStream(ctx context.Context, opts *options, conn *udt.Conn, keys stream.
 	select {
 	case r = <-done:
 	case <-ctx.Done():
-		if !opts.raw && opts.mode == "send" {
-			stream.Abort(rw, stream.ReasonInterrupted, "interrupted")
-			conn.SetDeadline(time.Now().Add(time.Second))
-		}
 		errorf("interrupted")
+		conn.Abort()
 		return exitInterrupted
 	}
 	conn.Close()

@@ -2,6 +2,8 @@ package main
 
 import (
 	"net/netip"
+
+	"github.com/p2pcat/p2pcat/punch"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -29,6 +31,19 @@ var nextScript atomic.Int32
 func TestScript(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// retoken FILE: replace the secret of the token in FILE by a
+			// fresh one, keeping it well-formed (a token from someone else).
+			"retoken": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 1 {
+					ts.Fatalf("usage: retoken FILE")
+				}
+				tok, err := punch.ParseToken(ts.ReadFile(args[0]))
+				ts.Check(err)
+				tok.Secret = punch.NewSecret()
+				ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(tok.String()+"\n"), 0o600))
+			},
+		},
 		Setup: func(env *testscript.Env) error {
 			// Each script gets its own loopback ports.
 			base := 20000 + (os.Getpid()*16)%20000 + int(nextScript.Add(1))*8

@@ -23,6 +23,7 @@ const (
 	exitUsage       = 2
 	exitConnect     = 3
 	exitCut         = 4
+	exitStopped     = 5
 	exitAuth        = 6
 	exitInterrupted = 130
 )
@@ -65,6 +66,9 @@ func exitCode(opts *options, n int64, err error) int {
 	case errors.As(err, &cut):
 		errorf("stream cut after %d bytes: %v", cut.Bytes, describe(cut.Err))
 		return exitCut
+	case errors.Is(err, stream.ErrPeerStopped):
+		errorf("the peer stopped reading after %d bytes", n)
+		return exitStopped
 	case errors.Is(err, stream.ErrAuth):
 		errorf("authentication failed: %v", err)
 		hintf("check that each side was given the other's token exactly as printed")

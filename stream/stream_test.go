@@ -25,7 +25,7 @@ func framed(t *testing.T, data []byte) []byte {
 }
 
 func TestRoundTrip(t *testing.T) {
-	for _, size := range []int{0, 1, 1000, dataRecord, dataRecord + 1, 5*dataRecord + 17} {
+	for _, size := range []int{0, 1, 1000, MaxBlock, MaxBlock + 1, 5*MaxBlock + 17} {
 		data := randomBytes(size)
 		var out bytes.Buffer
 		n, err := Receive(&out, bytes.NewReader(framed(t, data)))
@@ -39,9 +39,9 @@ func TestRoundTrip(t *testing.T) {
 // written is exactly the prefix of the data that arrived in whole records
 // or parts of them.
 func TestEveryTruncationIsCut(t *testing.T) {
-	data := randomBytes(3*dataRecord + 100)
+	data := randomBytes(3*MaxBlock + 100)
 	w := framed(t, data)
-	for _, cutAt := range []int{0, 3, 8, 9, 12, 100, 4 + 8 + dataRecord, len(w) - 13, len(w) - 12, len(w) - 1} {
+	for _, cutAt := range []int{0, 3, 8, 9, 12, 100, 4 + 8 + MaxBlock, len(w) - 13, len(w) - 12, len(w) - 1} {
 		var out bytes.Buffer
 		n, err := Receive(&out, bytes.NewReader(w[:cutAt]))
 		var ce *CutError
@@ -55,9 +55,9 @@ func TestEveryTruncationIsCut(t *testing.T) {
 }
 
 func TestTransportErrorIsCut(t *testing.T) {
-	w := framed(t, randomBytes(2*dataRecord))
+	w := framed(t, randomBytes(2*MaxBlock))
 	boom := errors.New("peer timed out")
-	r := io.MultiReader(bytes.NewReader(w[:dataRecord]), errReader{boom})
+	r := io.MultiReader(bytes.NewReader(w[:MaxBlock]), errReader{boom})
 	_, err := Receive(io.Discard, r)
 	var ce *CutError
 	if !errors.As(err, &ce) || !errors.Is(err, boom) {
@@ -66,7 +66,7 @@ func TestTransportErrorIsCut(t *testing.T) {
 }
 
 func TestWriteErrorIsNotCut(t *testing.T) {
-	w := framed(t, randomBytes(2*dataRecord))
+	w := framed(t, randomBytes(2*MaxBlock))
 	full := errors.New("no space left on device")
 	_, err := Receive(failWriter{full}, bytes.NewReader(w))
 	var ce *CutError
@@ -91,7 +91,6 @@ func TestNotP2pcat(t *testing.T) {
 
 func TestAbort(t *testing.T) {
 	var wire bytes.Buffer
-	wire.Write(preamble[:])
 	if err := Abort(&wire, ReasonInterrupted, "interrupted"); err != nil {
 		t.Fatal(err)
 	}
@@ -153,3 +152,91 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 type failWriter struct{ err error }
 
 func (f failWriter) Write(p []byte) (int, error) { return 0, f.err }
+
+func TestCompressionRoundTripAndRatio(t *testing.T) {
+	text := bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog; "), 40000)
+	var wire bytes.Buffer
+	w := NewWriter(&wire, 1)
+	if _, err := w.ReadFrom(bytes.NewReader(text)); err != nil {
+		t.Fatal(err)
+	}
+	w.End()
+	if wire.Len()*5 > len(text) {
+		t.Fatalf("text compressed to %d of %d bytes", wire.Len(), len(text))
+	}
+	var out bytes.Buffer
+	if n, err := Receive(&out, &wire); err != nil || n != int64(len(text)) || !bytes.Equal(out.Bytes(), text) {
+		t.Fatalf("Receive = %d, %v", n, err)
+	}
+}
+
+// Random data is sent uncompressed (costing at most a few per cent of
+// wire bytes), and the back-off keeps compression attempts rare.
+func TestCompressionIncompressible(t *testing.T) {
+	data := randomBytes(200 * MaxBlock)
+	var wire bytes.Buffer
+	w := NewWriter(&wire, 1)
+	w.ReadFrom(bytes.NewReader(data))
+	w.End()
+	if over := wire.Len() - len(data); over > len(data)/100 {
+		t.Fatalf("%d bytes of overhead on %d random bytes", over, len(data))
+	}
+	if w.misses < 5 {
+		t.Fatalf("only %d misses recorded: back-off not engaged", w.misses)
+	}
+	var out bytes.Buffer
+	if _, err := Receive(&out, &wire); err != nil || !bytes.Equal(out.Bytes(), data) {
+		t.Fatalf("Receive: %v", err)
+	}
+}
+
+func TestStopRecord(t *testing.T) {
+	var wire bytes.Buffer
+	w := NewWriter(&wire, 0)
+	w.Start()
+	w.Stop(ReasonReaderGone)
+	if _, err := Receive(io.Discard, &wire); err != ErrPeerStopped {
+		t.Fatalf("err = %v, want ErrPeerStopped", err)
+	}
+}
+
+// Both directions at once over one pipe pair, each half-closed on its own.
+func TestBidirectionalHalfClose(t *testing.T) {
+	a2b, b2a := newPipe(), newPipe()
+	dataA, dataB := randomBytes(3*MaxBlock+5), randomBytes(MaxBlock/2)
+	run := func(out io.Writer, in io.Reader, data []byte) (got []byte, err error) {
+		w := NewWriter(out, 0)
+		errc := make(chan error, 1)
+		go func() {
+			_, err := w.ReadFrom(bytes.NewReader(data))
+			if err == nil {
+				err = w.End()
+			}
+			errc <- err
+		}()
+		var buf bytes.Buffer
+		_, rerr := Receive(&buf, in)
+		if werr := <-errc; werr != nil {
+			return nil, werr
+		}
+		return buf.Bytes(), rerr
+	}
+	type res struct {
+		got []byte
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() { g, e := run(b2a.w, a2b.r, dataB); ch <- res{g, e} }()
+	gotA, errA := run(a2b.w, b2a.r, dataA)
+	rb := <-ch
+	if errA != nil || rb.err != nil || !bytes.Equal(gotA, dataB) || !bytes.Equal(rb.got, dataA) {
+		t.Fatalf("A: %v, B: %v", errA, rb.err)
+	}
+}
+
+type halfPipe struct {
+	r *io.PipeReader
+	w *io.PipeWriter
+}
+
+func newPipe() halfPipe { r, w := io.Pipe(); return halfPipe{r, w} }

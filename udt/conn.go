@@ -65,12 +65,15 @@ type Conn struct {
 
 type connStats struct {
 	sent, retransmitted, received, duplicate atomic.Uint64
+	payloadSent, payloadReceived             atomic.Uint64
 	naksSent, naksReceived, acksSent         atomic.Uint64
 }
 
 // Stats are a connection's counters.
 type Stats struct {
 	PacketsSent          uint64        // data packets written, retransmissions included
+	PayloadSent          uint64        // data bytes in those packets (what crossed the wire, less headers)
+	PayloadReceived      uint64        // data bytes in new packets received
 	PacketsRetransmitted uint64        // of which retransmissions
 	PacketsReceived      uint64        // new data packets received
 	PacketsDuplicate     uint64        // data packets received that were not new
@@ -89,6 +92,8 @@ func (c *Conn) Stats() Stats {
 	c.snd.mu.Unlock()
 	return Stats{
 		PacketsSent:          c.stats.sent.Load(),
+		PayloadSent:          c.stats.payloadSent.Load(),
+		PayloadReceived:      c.stats.payloadReceived.Load(),
 		PacketsRetransmitted: c.stats.retransmitted.Load(),
 		PacketsReceived:      c.stats.received.Load(),
 		PacketsDuplicate:     c.stats.duplicate.Load(),
@@ -180,6 +185,7 @@ func (c *Conn) handle(b []byte, now int64) {
 		c.rcv.mu.Unlock()
 		if fresh {
 			c.stats.received.Add(1)
+			c.stats.payloadReceived.Add(uint64(len(payload)))
 		} else {
 			c.stats.duplicate.Add(1)
 		}
@@ -380,11 +386,31 @@ func (c *Conn) Close() error {
 	return c.closeErr
 }
 
+// Abort closes the connection at once: what is unacknowledged is
+// dropped, and the peer gets Shutdown.
+func (c *Conn) Abort() error {
+	c.closeOnce.Do(func() { c.closeErr = c.teardown() })
+	return c.closeErr
+}
+
 func (c *Conn) close() error {
 	var err error
 	select {
 	case <-c.connected:
 		err = c.linger()
+	default:
+	}
+	if terr := c.teardown(); err == nil {
+		err = terr
+	}
+	return err
+}
+
+// teardown sends Shutdown (if the connection still lives) and releases
+// everything.
+func (c *Conn) teardown() error {
+	select {
+	case <-c.connected:
 		if !c.stopped() {
 			// Shutdown is never retransmitted; a second copy makes a lost
 			// one less likely to cost the peer its idle timeout.
@@ -399,7 +425,7 @@ func (c *Conn) close() error {
 	if c.onClose != nil {
 		c.onClose()
 	}
-	return err
+	return nil
 }
 
 // linger waits until everything written has been acknowledged.

@@ -52,8 +52,10 @@ type sender struct {
 	nextSend int64 // pacing: earliest time for the next packet, ns
 
 	// Retransmission timeout (EXP as it concerns data): progress is an
-	// ACK that moves the ACK point or a loss report. Mere keep-alives do
-	// not count, or an idle receiver would hide a lost tail forever.
+	// ACK that moves the ACK point. Keep-alives do not count (an idle
+	// receiver would hide a lost tail forever), nor do loss reports (a
+	// libudt receiver never repeats a NAK, so a lost retransmission would
+	// stall behind a stream of NAKs for newer holes).
 	lastProgress int64
 	expCount     int
 
@@ -252,7 +254,6 @@ func (s *sender) onNAK(body []byte) bool {
 		}
 		if !told {
 			s.cc.OnLoss(first, s.snapshot())
-			s.progress()
 			told = true
 		}
 		if seqno.Cmp(first, s.ackSeq) < 0 {
@@ -368,6 +369,7 @@ func (c *Conn) sendLoop() {
 		}
 		out = out[:0]
 		paced := 0
+		payload := 0
 		for len(out) < batchSize && paced < budget {
 			seq, retrans, ok := s.next()
 			if !ok {
@@ -386,6 +388,7 @@ func (c *Conn) sendLoop() {
 			wire.PutDataHeader(b, &h)
 			copy(b[wire.HeaderLen:], s.buf[p*s.payload:p*s.payload+l])
 			out = append(out, b)
+			payload += l
 			s.cc.OnSent(seq, l, retrans, &s.snap)
 			if retrans {
 				c.stats.retransmitted.Add(1)
@@ -406,6 +409,7 @@ func (c *Conn) sendLoop() {
 		}
 		sent, err := c.sock.writeBatch(out, &c.peer)
 		c.stats.sent.Add(uint64(sent))
+		c.stats.payloadSent.Add(uint64(payload))
 		c.lastSent.Store(now)
 		if err != nil && !isTransient(err) {
 			c.fail(err)
