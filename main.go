@@ -19,6 +19,7 @@ import (
 	"github.com/p2pcat/p2pcat/punch"
 	"github.com/p2pcat/p2pcat/stream"
 	"github.com/p2pcat/p2pcat/udt"
+	"github.com/p2pcat/p2pcat/udt/cc"
 )
 
 const usage = `Usage:
@@ -58,6 +59,8 @@ Options:
                       Blocks that do not shrink go as they are. The
                       receiver needs no option.
     --progress        Show bytes, rate and elapsed time on stderr.
+    --cc NAME         Congestion control of what we send: bbr (default,
+                      model-based, loss-tolerant) or udt (UDT4's own).
     -w SECS           Give up when nothing moves for SECS seconds, like nc -w.
     --timeout DUR     With --listen/--dial: give up connecting after DUR
                       (default 30s).
@@ -103,7 +106,8 @@ type options struct {
 	slot      time.Duration
 	retries   int
 	me        string
-	compress  int // zstd level, 0 = off
+	cc        string // congestion control: bbr or udt
+	compress  int    // zstd level, 0 = off
 	progress  bool
 	idle      time.Duration // -w
 }
@@ -153,7 +157,10 @@ func (o *options) ntpServers() []string {
 	return o.ntp
 }
 
-func (o *options) udtConfig() *udt.Config { return &udt.Config{} }
+func (o *options) udtConfig() *udt.Config {
+	name := o.cc
+	return &udt.Config{CC: func(clk cc.Clock) cc.Controller { return cc.New(name, clk) }}
+}
 
 // debugf is for detail that only -v shows.
 func (o *options) debugf(format string, args ...any) { verbosef(o, format, args...) }
@@ -224,6 +231,7 @@ func parseArgs(args []string) (*options, int) {
 	fs.Var(compressFlag{&opts.compress}, "z", "")
 	fs.Var(compressFlag{&opts.compress}, "compress", "")
 	fs.BoolVar(&opts.progress, "progress", false, "")
+	fs.StringVar(&opts.cc, "cc", "bbr", "")
 	var idleSecs int
 	fs.IntVar(&idleSecs, "w", 0, "")
 	fs.BoolVar(&help, "h", false, "")
@@ -315,6 +323,9 @@ func parseArgs(args []string) (*options, int) {
 	case opts.retries < 1:
 		errorf("--retries must be at least 1")
 		return nil, exitUsage
+	case cc.New(opts.cc, cc.SystemClock{}) == nil:
+		errorf("unknown --cc %q: want bbr or udt", opts.cc)
+		return nil, exitUsage
 	case opts.raw && opts.compress > 0:
 		errorf("--raw and -z/--compress exclude each other: a raw stream has no framing to mark compressed blocks")
 		return nil, exitUsage
@@ -376,7 +387,7 @@ func transfer(ctx context.Context, opts *options) int {
 func connect(ctx context.Context, opts *options, pc net.PacketConn, peer *net.UDPAddr) (*udt.Conn, int) {
 	cctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	defer cancel()
-	cfg := &udt.Config{}
+	cfg := opts.udtConfig()
 	var (
 		conn *udt.Conn
 		err  error

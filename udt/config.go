@@ -43,7 +43,8 @@ type Config struct {
 	FlowWindow int
 	// SendBuffer is the send buffer in packets (default 8192).
 	SendBuffer int
-	// CC builds the congestion controller (default: UDT4's native one).
+	// CC builds the congestion controller (default: cc.NewBBR, a
+	// loss-tolerant model-based controller; cc.NewNative is UDT4's own).
 	CC func(cc.Clock) cc.Controller
 	// PeerTimeout is how long total silence from the peer is tolerated
 	// before the connection is declared broken (default 6 s; libudt's
@@ -86,7 +87,7 @@ func (c *Config) withDefaults() Config {
 		r.SendBuffer = 32
 	}
 	if r.CC == nil {
-		r.CC = func(clk cc.Clock) cc.Controller { return cc.NewNative(clk) }
+		r.CC = func(clk cc.Clock) cc.Controller { return cc.NewBBR(clk) }
 	}
 	if r.PeerTimeout <= 0 {
 		r.PeerTimeout = defaultIdleDead

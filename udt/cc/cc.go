@@ -58,12 +58,15 @@ type Controller interface {
 	Window() float64
 }
 
-// New returns a controller by name: "udt" (UDT4's native algorithm).
-// It returns nil for an unknown name.
+// New returns a controller by name: "udt" (UDT4's native algorithm) or
+// "bbr" (the model-based controller, see BBR). It returns nil for an
+// unknown name.
 func New(name string, clk Clock) Controller {
 	switch name {
 	case "udt", "":
 		return NewNative(clk)
+	case "bbr":
+		return NewBBR(clk)
 	}
 	return nil
 }

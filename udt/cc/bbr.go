@@ -1,0 +1,1058 @@
+package cc
+
+import (
+	"math"
+	"time"
+
+	"github.com/p2pcat/p2pcat/udt/internal/seqno"
+)
+
+// BBR is a model-based, paced congestion controller in the manner of BBR
+// (Cardwell et al., "BBR: Congestion-Based Congestion Control", 2016, and
+// draft-cardwell-iccrg-bbr-congestion-control), fitted to what a UDT4
+// sender learns: cumulative ACKs every SYN (10 ms), the RTT and receive
+// rate fields in them, NAKs, and the EXP timeout. Nothing here needs a
+// cooperating receiver: a libudt 4.11 peer will do.
+//
+// # Model
+//
+// The controller estimates the bottleneck bandwidth btlbw (packets/s) and
+// the round-trip propagation time minRTT, sends at pacing_gain × btlbw and
+// caps the data in flight near cwnd_gain × btlbw × minRTT. Random loss does
+// not enter the model: a lost packet costs a retransmission, not rate.
+//
+// OnSent writes a record for each new packet into a ring of 2^15 entries
+// indexed by seq & mask (preallocated: nothing allocates per packet; a
+// record older than the ring is simply missing and yields no sample): send
+// time, delivered count and its time, the send time of the newest packet
+// acknowledged by then (BBR's first_tx), the ACK point, the in-flight level,
+// and flags (retransmitted, reported lost, app-limited, sent while probing).
+//
+// # Bandwidth samples
+//
+// UDT ACKs are cumulative and carry no SACK. While the ACK point sits on a
+// lost packet, whatever arrives behind it is invisible; when the
+// retransmission fills the hole the ACK jumps and counts a backlog as
+// delivered at once. With 1 % loss and a 100 ms RTT the ACK point sits on a
+// hole nearly all the time, and BBR's delivery-rate samples
+// (tcp_rate.c: delivered since the packet left / max(send elapsed, ACK
+// elapsed)) are then too high after a jump and too low during a stall; fed
+// to a max filter they run away. So each ACK that moves the ACK point
+// offers two samples, and the larger counts:
+//
+//   - the delivery rate from the record of ack-1, only if it is clean: ack-1
+//     was never retransmitted and the ACK point when it left was not a lost
+//     packet (nothing was hidden behind it), and its interval is at least
+//     minRTT (no ACK compression);
+//   - the receiver's arrival rate (Snapshot.RecvRate, the ACK's receive rate
+//     field, which counts every packet that arrives, holes or not), capped
+//     at max(pacing_gain, 1.25) × btlbw: the receiver cannot see more than
+//     we sent, so a larger figure is a measurement artefact.
+//
+// The engine smooths the receive rate (7/8 per ACK), so it lags by some
+// eight ACKs: on lossy paths Startup grows by about 1.8 instead of 2 per
+// round, and a probe reveals only part of any new bandwidth. The link
+// capacity field (packet pairs) is not used: it is unreliable under jitter.
+//
+// btlbw is the maximum sample over the last 10 rounds. A round ends when
+// the ACK passes the highest sequence number sent when it began, or after
+// 2 RTTs and two ACK periods (the ACK point may be stuck on a hole). Samples
+// from app-limited packets count only if they raise btlbw; a packet is
+// app-limited when it leaves after a silence much longer than the pacing
+// interval that no ACK or NAK ended.
+//
+// minRTT is the minimum over 10 s of two kinds of samples. Ours: from
+// sending ack-1 (if never retransmitted) to its ACK. They include the
+// receiver's ACK delay, but ack-1 is the last packet to arrive before the
+// ACK left, so the delay is about one packet time at any useful rate (at
+// worst one SYN, which the window's headroom covers); behind a hole they
+// are inflated. And the receiver's ACK/ACK2 RTT (Snapshot.RTT), never below
+// the path's RTT and not held up by holes, once 64 ACKs have washed its
+// 100 ms starting value out of both smoothings.
+//
+// # States
+//
+// Startup: pacing gain 4·ln2 ≈ 2.77, cwnd gain 2/ln2 ≈ 2.89. It ends after
+// three rounds without 25 % growth of btlbw; or one, if that round also
+// lost more than 5 % (plus twice the loss seen before in Startup: random
+// loss alone never ends it); or as soon as a round's retransmissions exceed
+// 20 % of the previous round's packets (at least 8 losses each time).
+//
+// Drain: pacing gain 1/2.89 until the flight is down to a BDP and the
+// smoothed RTT shows no queue (or after three rounds).
+//
+// ProbeBW: gain cycle 1.25, 0.75, 1, 1, 1, 1, 1, 1 from a pseudo-random
+// phase, phases timed by sends as well as ACKs (no ACKs come while the ACK
+// point is stuck). 1.25 lasts a minRTT and until 1.25 BDP is in flight or
+// a NAK came, at most two minRTTs. 0.75 lasts long enough to drain the
+// queue the smoothed RTT shows (at most three minRTTs), less if the flight
+// is down to a BDP and no queue shows. 1 lasts a minRTT. As a simplified
+// BBRv2 inflight_hi: when the packets of an up-phase are lost clearly more
+// often than the background (by over 2 % of them and 4 standard
+// deviations), the in-flight level at which its first extra loss left
+// tells how much queue there is; later up-phases stop at 3/4 of that room,
+// which grows by a quarter with each probe that loses nothing unusual.
+//
+// ProbeRTT: when minRTT has not been refreshed for 10 s, the window drops to
+// half the BDP before the refresh (BBRv2's choice rather than 4 packets) for
+// 200 ms and a round, then back.
+//
+// # Outputs
+//
+// PacketInterval is 1/(pacing_gain × btlbw), stretched by 16/15 for the
+// engine's packet pairs (after each seq%16 == 0 the next packet goes out at
+// once and counts no interval). Before the first sample the sender is
+// unpaced and held by the window of 16.
+//
+// Window is cwnd_gain × BDP + btlbw × 20 ms (ACKs come only every 10 ms),
+// at least 4 packets, 16 in Startup, plus the packets behind a hole. The
+// engine counts in flight from the cumulative ACK point, so behind a hole it
+// counts packets that have long arrived, and the sender would stall for the
+// round trip the repair takes (several, if the retransmission or the NAK is
+// lost). When the ACK point is a known hole (NAKed, retransmitted, or
+// unacknowledged for 5/4 RTT and two ACK periods while ACKs and NAKs still
+// arrive), the packets beyond it sent more than one smoothed RTT ago are
+// taken as no longer in flight (arrived, or lost themselves). A queue that
+// grows faster than the smoothed RTT follows would pass for arrived, so the
+// allowance is bounded by the model's window: three times that in ProbeBW
+// and ProbeRTT while the smoothed RTT shows no queue, once otherwise.
+//
+// # Loss and timeouts
+//
+// Loss never cuts the rate; a loss is counted against the regime its packet
+// was sent in (not, say, Startup's overshoot against ProbeBW). Heavy loss
+// corrects the model: a round with more than 20 % retransmissions (at least
+// 8) while the smoothed RTT shows a queue means the path got slower than
+// btlbw; btlbw restarts from the receiver's arrival rate and Drain empties
+// the queue. OnTimeout (EXP: the peer said nothing for at least 300 ms)
+// keeps the model but holds new data to 16 packets plus what the ACKs free,
+// until the ACK passes what was in flight at the timeout; the go-back-N
+// retransmissions are not counted as loss. OnCongestionWarning starts
+// ProbeBW's draining phase.
+//
+// # Robustness
+//
+// Sequence numbers use seqno arithmetic throughout (the ring index works
+// across the 2^31 wrap since the ring size divides 2^31). ACKs that go
+// backwards or repeat are ignored; ACKs beyond anything sent are believed
+// only up to Snapshot.MaxSent+1. Snapshot values that are negative, NaN,
+// infinite or absurd are ignored or clamped; time that runs backwards is
+// held. The interval is within [0, 1 s], the window finite and at least 4.
+//
+// # Engine details relied on
+//
+// The 16/15 packet-pair stretch, the 7/8 smoothing of RecvRate (for the
+// lag only) and the 100 ms initial Snapshot.RTT are properties of the
+// sender in udt/sender.go (and of libudt's); change them there and revisit
+// them here.
+type BBR struct {
+	clk   Clock
+	epoch time.Time
+	now   int64 // ns since epoch, never decreasing
+
+	// Sequence state.
+	anchored bool
+	lastAck  int32 // first sequence number not yet acknowledged
+	nextSeq  int32 // one past the highest new sequence number sent
+
+	// Delivery accounting (tcp_rate.c style).
+	delivered   int64 // packets acknowledged so far
+	deliveredAt int64 // when delivered last advanced, ns
+	firstTx     int64 // send time of the newest packet acknowledged, ns
+	lastSend    int64 // last OnSent of a new packet, ns (-1: none yet)
+	lastCtl     int64 // last ACK or NAK, ns
+	appLimited  int64 // packets sent until delivered reaches this are app-limited
+
+	// Model.
+	bw       float64 // btlbw, packets/s (0: no sample yet)
+	bwSlots  [bbrBwRounds]bbrBwSlot
+	minRTT   int64 // ns (0: none yet)
+	minRTTAt int64 // when minRTT was last set, ns
+	srtt     int64 // Snapshot.RTT, ns (0: unknown)
+	acks     int   // ACKs that moved the ACK point, up to bbrSRTTWarm
+	recvRate float64
+
+	// Rounds and loss accounting.
+	round      int64
+	roundEnd   int32 // the round ends when the ACK passes this
+	roundAt    int64 // when the round began, ns
+	roundStart bool  // the current event began a round
+	sentRound  int   // new packets sent in the current round
+	lostRound  int   // losses counted in the current round
+	sentPrev   int   // the same for the previous round
+	lostPrev   int
+	lastLoss   float64 // loss fraction of the previous round
+	bgLoss     float64 // smoothed loss fraction per round after Startup
+	suSent     int     // Startup: packets sent in completed rounds
+	suLost     int     // Startup: losses counted in completed rounds
+	lossEpoch  int64   // losses of packets sent before this are not counted
+	lossEvents int64   // NAKs so far
+
+	// State machine.
+	state        bbrState
+	pacingGain   float64
+	cwndGain     float64
+	filled       bool // the pipe has been filled: Startup is over
+	fullBw       float64
+	fullBwRounds int
+	drainRounds  int
+	cycleIdx     int
+	cycleStart   int64 // when the ProbeBW phase began, ns
+	cycleLoss    int64 // lossEvents when the phase began
+	rng          uint64
+
+	// Probing limit (see ProbeBW above).
+	probeAt    int64    // start of the latest up-phase, ns
+	probeSent  int      // packets sent in it
+	probeLost  int      // of which lost
+	probeLowIn [8]int32 // least in-flight levels at which lost ones left, ascending
+	probeHit   bool     // it lost clearly more than the background
+	room       float64  // packets an up-phase may add beyond a BDP (0: no limit)
+
+	// ProbeRTT.
+	probeRTTAt   int64 // when it began, ns
+	probeRTTEnd  int64 // when its 200 ms end (0: flight not down yet)
+	probeRTTSeq  int32 // it also lasts until the ACK passes this
+	probeRTTRnd  bool  // that has happened
+	probeRTTCwnd float64
+
+	// Recovery after a timeout.
+	recovering   bool
+	recoveryEnd  int32
+	recoveryCwnd float64
+
+	// Outputs.
+	cwnd      float64 // window before the packets behind a hole
+	modelCwnd float64 // the model's window, ignoring ProbeRTT and recovery
+	hidden    int     // packets behind a known hole taken as no longer in flight
+	oldSeq    int32   // oldest packet sent within the last smoothed RTT
+	interval  time.Duration
+
+	ring [bbrRingSize]bbrRecord
+}
+
+var _ Controller = (*BBR)(nil)
+
+type bbrState uint8
+
+const (
+	bbrStartup bbrState = iota
+	bbrDrain
+	bbrProbeBW
+	bbrProbeRTT
+)
+
+func (s bbrState) String() string {
+	switch s {
+	case bbrStartup:
+		return "startup"
+	case bbrDrain:
+		return "drain"
+	case bbrProbeBW:
+		return "probe-bw"
+	case bbrProbeRTT:
+		return "probe-rtt"
+	}
+	return "?"
+}
+
+// bbrRecord is what OnSent remembers of a new packet.
+type bbrRecord struct {
+	sent        int64 // ns
+	delivered   int64 // delivered count when it was sent
+	deliveredAt int64 // when that count was reached, ns
+	firstTx     int64 // send time of the newest packet acknowledged then, ns
+	seq         int32
+	ackAtSend   int32 // the ACK point when it was sent
+	inflight    int32 // packets in the network when it was sent
+	flags       uint8
+}
+
+const (
+	recValid      = 1 << iota
+	recRetrans    // retransmitted at least once
+	recNAKed      // reported lost (first of a NAK)
+	recAppLimited // sent while app-limited
+	recProbe      // sent while ProbeBW probed up
+)
+
+type bbrBwSlot struct {
+	round int64
+	max   float64
+}
+
+const (
+	bbrRingBits = 15
+	bbrRingSize = 1 << bbrRingBits
+	bbrRingMask = bbrRingSize - 1
+
+	bbrStartupPacingGain = 2.77 // 4·ln 2
+	bbrStartupCwndGain   = 2.89 // 2/ln 2
+	bbrDrainPacingGain   = 1 / bbrStartupCwndGain
+	bbrCwndGain          = 2.0
+	bbrProbeRTTCwndGain  = 0.5
+
+	bbrBwRounds       = 10 // bandwidth filter window, rounds
+	bbrFullBwGrowth   = 1.25
+	bbrFullBwRounds   = 3
+	bbrMaxDrainRounds = 8
+
+	bbrMinRTTWindow     = 10 * time.Second
+	bbrProbeRTTDuration = 200 * time.Millisecond
+	bbrACKHeadroom      = 2 * synInterval // ACKs come every SYN
+
+	bbrInitialWindow = 16
+	bbrMinWindow     = 4
+
+	// Loss fractions (each needing at least bbrMinLosses losses): Startup
+	// ends on bbrStartupLoss, or on bbrPlateauLoss (above the background)
+	// in a round without growth; after Startup, bbrHeavyLoss with a queue
+	// means the path got slower.
+	bbrStartupLoss = 0.20
+	bbrPlateauLoss = 0.05
+	bbrHeavyLoss   = 0.20
+	bbrMinLosses   = 8
+	// bbrProbeRoom is the share of the queue room found by a lossy probe
+	// that later probes may use.
+	bbrProbeRoom = 0.75
+
+	// The engine sends the packet after each seq%16 == 0 at once (packet
+	// pair) without counting an interval: 16 packets per 15 intervals.
+	bbrPairFactor = 16.0 / 15
+
+	// An app-limited silence: longer than this many pacing intervals and
+	// than bbrAppGapMin, and not ended by an ACK or NAK within bbrAppGapCtl.
+	bbrAppGapIntervals = 4
+	bbrAppGapMin       = 4 * time.Millisecond
+	bbrAppGapCtl       = time.Millisecond
+
+	bbrMaxRate     = 1e8 // packets/s: beyond any link; keeps products finite
+	bbrMaxInterval = time.Second
+	bbrMaxRTT      = int64(time.Minute)
+	bbrSRTTWarm    = 64 // ACKs before Snapshot.RTT counts as an RTT sample
+)
+
+// bbrGainCycle is ProbeBW's pacing-gain cycle.
+var bbrGainCycle = [8]float64{1.25, 0.75, 1, 1, 1, 1, 1, 1}
+
+// NewBBR returns a BBR controller in Startup: unpaced, window 16.
+func NewBBR(clk Clock) *BBR {
+	if clk == nil {
+		clk = SystemClock{}
+	}
+	c := &BBR{clk: clk, epoch: clk.Now(), lastSend: -1}
+	c.enterStartup()
+	c.update()
+	return c
+}
+
+// tick reads the clock: ns since the controller was made, never less than
+// the last reading.
+func (c *BBR) tick() int64 {
+	if t := int64(c.clk.Now().Sub(c.epoch)); t > c.now {
+		c.now = t
+	}
+	return c.now
+}
+
+// anchor sets the sequence state from the first event.
+func (c *BBR) anchor(ack, next int32) {
+	c.anchored = true
+	c.lastAck = ack
+	c.nextSeq = next
+	c.roundEnd = next
+	c.oldSeq = ack
+	// ISNs are random: their low bits pick the first ProbeBW phase.
+	c.rng = uint64(ack&bbrRingMask)<<32 | 0x9e3779b9
+}
+
+// readSnapshot takes the smoothed RTT and the receive rate, sanitized.
+func (c *BBR) readSnapshot(s *Snapshot) {
+	if s == nil {
+		return
+	}
+	if s.RTT > 0 && int64(s.RTT) <= bbrMaxRTT {
+		c.srtt = int64(s.RTT)
+	}
+	c.recvRate = min(rate(s.RecvRate), bbrMaxRate)
+}
+
+// OnSent records a new packet, or flags a retransmitted one.
+func (c *BBR) OnSent(seq int32, bytes int, retransmit bool, s *Snapshot) {
+	now := c.tick()
+	seq &= seqno.Max
+	if !c.anchored {
+		if retransmit {
+			c.anchor(seq, seqno.Inc(seq))
+		} else {
+			c.anchor(seq, seq)
+		}
+	}
+	r := &c.ring[seq&bbrRingMask]
+	if retransmit {
+		known := r.seq == seq && r.flags&recValid != 0
+		first := known && r.flags&recRetrans == 0
+		if known {
+			r.flags |= recRetrans
+		}
+		// A loss counts against the regime its packet was sent in.
+		if !c.recovering && first && r.sent >= c.lossEpoch {
+			c.lostRound++
+			if r.flags&recProbe != 0 && r.sent >= c.probeAt {
+				c.probeLoss(r)
+			}
+			// Startup: the previous round's packets are being reported
+			// lost; stop doubling as soon as clearly too many are.
+			if c.state == bbrStartup && !c.filled && c.lostRound >= bbrMinLosses &&
+				float64(c.lostRound) > bbrStartupLoss*float64(max(c.sentPrev, c.sentRound)) {
+				c.filled = true
+				c.enterDrain()
+				c.update()
+			}
+		}
+		c.updateHidden(now)
+		return
+	}
+
+	inflight := seqno.Off(c.lastAck, seq) // new packets ahead of this one
+	if seqno.Cmp(seq, c.nextSeq) >= 0 {
+		c.nextSeq = seqno.Inc(seq)
+	}
+	if inflight <= 0 {
+		// Nothing in flight: the delivery clock starts again here.
+		c.firstTx, c.deliveredAt = now, now
+		inflight = 0
+	}
+	if c.lastSend >= 0 {
+		gap := now - c.lastSend
+		thr := max(int64(bbrAppGapMin), bbrAppGapIntervals*int64(c.interval))
+		if gap > thr && now-c.lastCtl > int64(bbrAppGapCtl) {
+			c.appLimited = c.delivered + int64(inflight) + 1
+		}
+	}
+	c.lastSend = now
+	flags := uint8(recValid)
+	if c.appLimited > c.delivered {
+		flags |= recAppLimited
+	}
+	if c.state == bbrProbeBW && c.pacingGain > 1 {
+		flags |= recProbe
+		c.probeSent++
+	}
+	*r = bbrRecord{
+		sent:        now,
+		delivered:   c.delivered,
+		deliveredAt: c.deliveredAt,
+		firstTx:     c.firstTx,
+		seq:         seq,
+		ackAtSend:   c.lastAck,
+		inflight:    int32(min(max(seqno.Off(c.lastAck, seq)-c.hidden, 0), math.MaxInt32)),
+		flags:       flags,
+	}
+	c.sentRound++
+	c.updateHidden(now)
+	if c.state == bbrProbeBW && c.advanceCycle(now) {
+		// Phases are timed: keep them going while no ACK comes (the ACK
+		// point may sit on a hole for a while).
+		c.update()
+	}
+}
+
+// OnACK advances delivery, samples bandwidth and RTT, and runs the state
+// machine.
+func (c *BBR) OnACK(ack int32, s *Snapshot) {
+	now := c.tick()
+	c.lastCtl = now
+	c.readSnapshot(s)
+	ack &= seqno.Max
+	if !c.anchored {
+		next := ack
+		if s != nil && s.MaxSent >= 0 && seqno.Cmp(seqno.Inc(s.MaxSent), ack) > 0 {
+			next = seqno.Inc(s.MaxSent)
+		}
+		c.anchor(ack, next)
+		c.update()
+		return
+	}
+	d := seqno.Off(c.lastAck, ack)
+	if d <= 0 {
+		return // duplicate or reordered: nothing new
+	}
+	if seqno.Off(ack, c.nextSeq) < 0 {
+		// Beyond anything we saw sent: believe it only as far as the
+		// engine says it sent (we may have missed OnSent calls).
+		if s == nil || s.MaxSent < 0 {
+			return
+		}
+		ms := seqno.Inc(s.MaxSent)
+		if seqno.Off(ack, ms) < 0 || seqno.Off(c.nextSeq, ms) <= 0 {
+			return
+		}
+		c.nextSeq = ms
+	}
+	c.lastAck = ack
+	c.delivered += int64(d)
+	c.deliveredAt = now
+	if c.acks < bbrSRTTWarm {
+		c.acks++
+	} else if c.srtt > 0 {
+		// The receiver's ACK/ACK2 RTT: never below the path's RTT, and
+		// unlike our own samples not held up by holes; its 100 ms
+		// starting value has washed out of both smoothings by now.
+		c.updateMinRTT(c.srtt, now)
+	}
+
+	p := seqno.Dec(ack)
+	if r := &c.ring[p&bbrRingMask]; r.seq == p && r.flags&recValid != 0 {
+		c.firstTx = r.sent
+		if r.flags&recRetrans == 0 {
+			c.updateMinRTT(now-r.sent, now)
+		}
+		c.sampleBandwidth(r, now)
+	} else {
+		c.sampleBandwidth(nil, now)
+	}
+
+	c.roundStart = false
+	if seqno.Off(c.roundEnd, ack) > 0 {
+		c.startRound(now)
+	} else {
+		c.roundTimeout(now)
+	}
+	if c.recovering {
+		c.recoveryCwnd += float64(d)
+		if seqno.Off(c.recoveryEnd, ack) >= 0 {
+			c.recovering = false
+			c.lossEpoch = now
+		}
+	}
+	c.updateHidden(now)
+	c.runStates(now)
+	c.update()
+}
+
+// OnLoss notes the reported hole; loss alone changes neither rate nor
+// window.
+func (c *BBR) OnLoss(first int32, s *Snapshot) {
+	now := c.tick()
+	c.lastCtl = now
+	c.readSnapshot(s)
+	first &= seqno.Max // a loss-list entry may carry the range bit
+	if !c.anchored {
+		next := seqno.Inc(first)
+		if s != nil && s.MaxSent >= 0 && seqno.Cmp(seqno.Inc(s.MaxSent), next) > 0 {
+			next = seqno.Inc(s.MaxSent)
+		}
+		c.anchor(first, next)
+	}
+	if r := &c.ring[first&bbrRingMask]; r.seq == first && r.flags&recValid != 0 {
+		r.flags |= recNAKed
+	}
+	c.lossEvents++
+	c.roundStart = false
+	c.roundTimeout(now)
+	c.updateHidden(now)
+	if c.roundStart {
+		c.runStates(now)
+		c.update()
+	}
+}
+
+// OnTimeout limits new data to a small window until the ACK passes what was
+// in flight; the model (btlbw, minRTT) is kept for a quick recovery.
+func (c *BBR) OnTimeout(s *Snapshot) {
+	now := c.tick()
+	c.readSnapshot(s)
+	if !c.anchored {
+		next := int32(0)
+		if s != nil && s.MaxSent >= 0 {
+			next = seqno.Inc(s.MaxSent)
+		}
+		c.anchor(next, next)
+	}
+	c.recovering = true
+	c.recoveryEnd = c.nextSeq
+	c.recoveryCwnd = bbrInitialWindow
+	c.updateHidden(now)
+	c.update()
+}
+
+// OnCongestionWarning (the peer's delay warning) starts ProbeBW's draining
+// phase: the queue is given a round trip to empty.
+func (c *BBR) OnCongestionWarning() {
+	if c.state != bbrProbeBW {
+		return
+	}
+	c.cycleIdx = 1
+	c.cycleStart = c.tick()
+	c.pacingGain = bbrGainCycle[c.cycleIdx]
+	c.update()
+}
+
+// PacketInterval is the pacing interval, 0 (unpaced) before the first
+// bandwidth sample.
+func (c *BBR) PacketInterval() time.Duration { return c.interval }
+
+// Window is the congestion window in packets, counted as the engine counts
+// (from the cumulative ACK point).
+func (c *BBR) Window() float64 { return c.cwnd + float64(c.hidden) }
+
+// State reports the state machine's state and the model, for diagnostics:
+// state name, btlbw (packets/s), minRTT.
+func (c *BBR) State() (state string, btlbw float64, minRTT time.Duration) {
+	return c.state.String(), c.bw, time.Duration(c.minRTT)
+}
+
+// updateMinRTT feeds an RTT sample to the 10 s min filter.
+func (c *BBR) updateMinRTT(rtt, now int64) {
+	if rtt <= 0 || rtt > bbrMaxRTT {
+		return
+	}
+	expired := c.minRTT != 0 && now-c.minRTTAt > int64(bbrMinRTTWindow)
+	if expired && c.state != bbrProbeRTT {
+		// Not refreshed for 10 s: drain the queue to check, to a window
+		// set by the old value (the new sample may well include a queue).
+		c.enterProbeRTT(now)
+	}
+	if c.minRTT == 0 || rtt <= c.minRTT || expired {
+		c.minRTT, c.minRTTAt = rtt, now
+	}
+}
+
+// sampleBandwidth takes the bandwidth samples an ACK offers: the delivery
+// rate from the record of the newest packet it covers, if that sample is
+// clean, and the receiver's arrival rate, capped at our own sending rate.
+func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
+	sample := 0.0
+	if r != nil && c.clean(r) {
+		iv := max(r.sent-r.firstTx, now-r.deliveredAt)
+		if n := c.delivered - r.delivered; n > 0 && iv > 0 && iv >= c.minRTT {
+			sample = float64(n) * 1e9 / float64(iv)
+		}
+	}
+	if b := c.recvRate; b > 0 {
+		// The receiver cannot see more than we sent (its report may be
+		// about the previous phase, so the probing gain at least): a
+		// larger figure is a measurement artefact, not bandwidth.
+		if c.bw > 0 {
+			b = min(b, max(c.pacingGain, bbrGainCycle[0])*c.bw)
+		}
+		sample = max(sample, b)
+	}
+	sample = min(sample, bbrMaxRate)
+	if sample <= 0 || r != nil && r.flags&recAppLimited != 0 && sample < c.bw {
+		return
+	}
+	slot := &c.bwSlots[c.round%bbrBwRounds]
+	if slot.round != c.round {
+		slot.round, slot.max = c.round, 0
+	}
+	if sample > slot.max {
+		slot.max = sample
+		if sample > c.bw {
+			c.bw = sample
+		}
+	}
+}
+
+// clean reports whether a sample from r counts only packets that arrived
+// within its interval: r itself was never retransmitted and the ACK point
+// when it left was not a lost packet (with something hidden behind it).
+func (c *BBR) clean(r *bbrRecord) bool {
+	if r.flags&recRetrans != 0 {
+		return false
+	}
+	return !c.lostAt(r.ackAtSend)
+}
+
+// lostAt reports whether seq is known to be lost (NAKed or retransmitted),
+// or too old to tell.
+func (c *BBR) lostAt(seq int32) bool {
+	h := &c.ring[seq&bbrRingMask]
+	if h.seq != seq || h.flags&recValid == 0 {
+		return true
+	}
+	return h.flags&(recRetrans|recNAKed) != 0
+}
+
+// recomputeBw takes the maximum over the filter window.
+func (c *BBR) recomputeBw() {
+	bw := 0.0
+	for i := range c.bwSlots {
+		if s := &c.bwSlots[i]; s.round > c.round-bbrBwRounds && s.round <= c.round {
+			bw = max(bw, s.max)
+		}
+	}
+	if bw > 0 {
+		c.bw = bw
+	}
+}
+
+// startupLossLimit is the loss fraction of a round without growth that
+// ends Startup: 5 % above twice the random loss seen in Startup so far.
+func (c *BBR) startupLossLimit() float64 {
+	bg := 0.0
+	if c.suSent > 0 {
+		bg = float64(c.suLost) / float64(c.suSent)
+	}
+	return bbrPlateauLoss + 2*bg
+}
+
+// startRound closes the loss accounting of the round that ended, opens the
+// next one, and acts on heavy loss.
+func (c *BBR) startRound(now int64) {
+	c.round++
+	c.roundStart = true
+	c.roundEnd = c.nextSeq
+	c.roundAt = now
+	total := c.sentRound + c.lostRound
+	c.lastLoss = 0
+	if total > 0 {
+		c.lastLoss = float64(c.lostRound) / float64(total)
+	}
+	lost := c.lostRound
+	c.lostPrev = lost
+	c.sentPrev = c.sentRound
+	c.sentRound, c.lostRound = 0, 0
+	c.recomputeBw()
+	if c.state != bbrStartup && !c.recovering && total > 0 {
+		c.bgLoss += (c.lastLoss - c.bgLoss) / 8
+	}
+	if c.state == bbrStartup {
+		c.suSent += c.sentPrev
+		c.suLost += lost
+	}
+
+	if lost < bbrMinLosses || c.recovering {
+		return
+	}
+	switch {
+	case c.state == bbrStartup && c.lastLoss > bbrStartupLoss:
+		c.filled = true
+	case c.state != bbrStartup && c.lastLoss > bbrHeavyLoss && c.queueing():
+		// Heavy loss and a queue: the path got slower than the model.
+		// The receiver's arrival rate is what the path carries now;
+		// restart the filter from it and drain the queue.
+		c.lossEpoch = now
+		if c.recvRate > 0 && c.recvRate < c.bw {
+			for i := range c.bwSlots {
+				c.bwSlots[i] = bbrBwSlot{}
+			}
+			c.bwSlots[c.round%bbrBwRounds] = bbrBwSlot{round: c.round, max: c.recvRate}
+			c.bw = c.recvRate
+		}
+		if c.state != bbrProbeRTT {
+			c.enterDrain()
+		}
+	}
+}
+
+// roundTimeout ends a round that has lasted two RTTs (plus the ACK
+// period): while the ACK point sits on a hole the ACK does not move, and
+// rounds counted by ACKs alone would stall the filters and the loss
+// accounting for as long as the repair takes.
+func (c *BBR) roundTimeout(now int64) {
+	rtt := max(c.minRTT, c.srtt)
+	if rtt > 0 && now-c.roundAt > 2*rtt+int64(bbrACKHeadroom) {
+		c.startRound(now)
+	}
+}
+
+// queueing reports whether the smoothed RTT shows a standing queue.
+func (c *BBR) queueing() bool {
+	return c.minRTT > 0 && c.srtt > c.minRTT+c.minRTT/4+int64(2*time.Millisecond)
+}
+
+// inNetwork estimates the packets in flight: from the ACK point, less those
+// taken as arrived behind a hole.
+func (c *BBR) inNetwork() float64 {
+	return float64(max(seqno.Off(c.lastAck, c.nextSeq)-c.hidden, 0))
+}
+
+func (c *BBR) bdp() float64 {
+	return c.bw * float64(c.minRTT) / 1e9
+}
+
+func (c *BBR) runStates(now int64) {
+	switch c.state {
+	case bbrStartup:
+		if c.roundStart && c.bw > 0 && !c.filled {
+			if c.bw >= c.fullBw*bbrFullBwGrowth {
+				c.fullBw, c.fullBwRounds = c.bw, 0
+			} else {
+				// Three rounds without growth; or one, with losses well
+				// above the background: the pipe is full and overflowing.
+				c.fullBwRounds++
+				c.filled = c.fullBwRounds >= bbrFullBwRounds ||
+					c.lastLoss > c.startupLossLimit() && c.lostPrev >= bbrMinLosses
+			}
+		}
+		if c.filled {
+			c.enterDrain()
+		}
+	case bbrDrain:
+		if c.roundStart {
+			c.drainRounds++
+		}
+		// Down to a BDP in flight, with the RTT showing no queue (or,
+		// should the RTT have grown for good, after three rounds).
+		if in := c.inNetwork(); in <= c.bdp() && (!c.queueing() || c.drainRounds > 3) ||
+			c.drainRounds > bbrMaxDrainRounds {
+			c.enterProbeBW(now)
+		}
+	case bbrProbeBW:
+		c.advanceCycle(now)
+	case bbrProbeRTT:
+		c.runProbeRTT(now)
+	}
+}
+
+func (c *BBR) enterStartup() {
+	c.state = bbrStartup
+	c.pacingGain, c.cwndGain = bbrStartupPacingGain, bbrStartupCwndGain
+}
+
+func (c *BBR) enterDrain() {
+	if c.state == bbrStartup {
+		c.lossEpoch = c.now // Startup's overshoot is not the new regime's loss
+	}
+	c.state = bbrDrain
+	c.drainRounds = 0
+	c.pacingGain, c.cwndGain = bbrDrainPacingGain, bbrStartupCwndGain
+}
+
+func (c *BBR) enterProbeBW(now int64) {
+	c.state = bbrProbeBW
+	c.cwndGain = bbrCwndGain
+	// Start anywhere but in the draining phase (as Linux BBR).
+	c.rng ^= c.rng << 13
+	c.rng ^= c.rng >> 7
+	c.rng ^= c.rng << 17
+	c.cycleIdx = int(c.rng % 7)
+	if c.cycleIdx >= 1 {
+		c.cycleIdx++
+	}
+	c.cycleStart = now
+	c.cycleLoss = c.lossEvents
+	c.pacingGain = bbrGainCycle[c.cycleIdx]
+	if c.pacingGain > 1 {
+		c.startProbe(now)
+	}
+}
+
+// startProbe begins an up-phase; if the previous one lost nothing
+// unusual, the probing limit grows.
+func (c *BBR) startProbe(now int64) {
+	if !c.probeHit && c.room > 0 {
+		c.room = c.room*1.25 + 1
+		if c.room >= (bbrGainCycle[0]-1)*c.bdp() {
+			c.room = 0
+		}
+	}
+	c.probeAt = now
+	c.probeSent, c.probeLost = 0, 0
+	for i := range c.probeLowIn {
+		c.probeLowIn[i] = math.MaxInt32
+	}
+	c.probeHit = false
+}
+
+// probeLoss counts a loss among the latest up-phase's packets. Once they
+// lose clearly more than the background (by more than 2 % of them and by
+// four standard deviations of the random losses to expect), the in-flight
+// level where the first loss beyond those random ones happened bounds later
+// probes.
+func (c *BBR) probeLoss(r *bbrRecord) {
+	c.probeLost++
+	in := r.inflight
+	for i := range c.probeLowIn { // keep the smallest few, ascending
+		if in < c.probeLowIn[i] {
+			in, c.probeLowIn[i] = c.probeLowIn[i], in
+		}
+	}
+	if c.probeHit {
+		return
+	}
+	expect := c.bgLoss * float64(c.probeSent)
+	excess := float64(c.probeLost) - expect
+	if excess < 3 || excess < 4*math.Sqrt(expect+1) || excess < 0.02*float64(c.probeSent) {
+		return
+	}
+	c.probeHit = true
+	k := min(int(expect), len(c.probeLowIn)-1)
+	if c.probeLowIn[k] == math.MaxInt32 {
+		k = 0
+	}
+	c.room = max(bbrProbeRoom*(float64(c.probeLowIn[k])-c.bdp()), bbrMinWindow)
+	if c.state == bbrProbeBW && c.pacingGain > 1 {
+		c.cycleIdx = 1 // stop probing now
+		c.cycleStart = c.now
+		c.cycleLoss = c.lossEvents
+		c.pacingGain = bbrGainCycle[1]
+	}
+}
+
+// advanceCycle moves to the next ProbeBW phase when this one is done and
+// reports whether it did.
+func (c *BBR) advanceCycle(now int64) bool {
+	elapsed := now - c.cycleStart
+	full := elapsed > c.minRTT
+	in := c.inNetwork()
+	bdp := c.bdp()
+	var next bool
+	switch g := c.pacingGain; {
+	case g > 1:
+		// As Linux BBR: until the extra is in flight or a loss shows the
+		// pipe is full; and never beyond two minRTTs, as our in-flight
+		// figure is only an estimate.
+		next = full && (in >= g*bdp || c.lossEvents != c.cycleLoss) || elapsed > 2*c.minRTT ||
+			c.room > 0 && in >= bdp+c.room
+	case g < 1:
+		// Long enough to drain the queue the smoothed RTT shows (at
+		// 1-g of the rate), up to three minRTTs; early only if the
+		// flight is down to a BDP and the RTT shows no queue.
+		drain := max(c.minRTT, min(int64(float64(c.srtt-c.minRTT)/(1-g)), 3*c.minRTT))
+		next = elapsed > drain || in <= bdp && !c.queueing()
+	default:
+		next = full
+	}
+	if next {
+		c.cycleIdx = (c.cycleIdx + 1) % len(bbrGainCycle)
+		c.cycleStart = now
+		c.cycleLoss = c.lossEvents
+		if bbrGainCycle[c.cycleIdx] > 1 {
+			c.startProbe(now)
+		}
+		c.pacingGain = bbrGainCycle[c.cycleIdx]
+	}
+	return next
+}
+
+func (c *BBR) enterProbeRTT(now int64) {
+	if c.state == bbrProbeRTT {
+		return
+	}
+	c.state = bbrProbeRTT
+	c.pacingGain, c.cwndGain = 1, bbrCwndGain
+	c.probeRTTEnd = 0
+	c.probeRTTAt = now
+	c.probeRTTRnd = false
+	c.probeRTTCwnd = max(bbrProbeRTTCwndGain*c.bdp(), bbrMinWindow)
+}
+
+func (c *BBR) runProbeRTT(now int64) {
+	if c.probeRTTEnd == 0 {
+		// Wait for the flight to come down (at most a second: our
+		// in-flight figure is an estimate).
+		if c.inNetwork() <= c.probeRTTCwnd || now-c.probeRTTAt > int64(time.Second) {
+			c.probeRTTEnd = now + int64(bbrProbeRTTDuration)
+			c.probeRTTSeq = c.nextSeq
+		}
+		return
+	}
+	if seqno.Off(c.probeRTTSeq, c.lastAck) > 0 {
+		c.probeRTTRnd = true
+	}
+	if c.probeRTTRnd && now >= c.probeRTTEnd {
+		c.minRTTAt = now
+		if c.filled {
+			c.enterProbeBW(now)
+		} else {
+			c.enterStartup()
+		}
+	}
+}
+
+// updateHidden estimates how many packets beyond the ACK point are no longer
+// in the network, when the ACK point is a known hole: those sent more than
+// one smoothed RTT ago.
+func (c *BBR) updateHidden(now int64) {
+	c.hidden = 0
+	rtt := max(c.srtt, c.minRTT)
+	if !c.anchored || c.recovering || rtt <= 0 || !c.holeAtAck(now, rtt) {
+		return
+	}
+	inFlight := seqno.Off(c.lastAck, c.nextSeq)
+	if inFlight <= 0 {
+		c.oldSeq = c.nextSeq
+		return
+	}
+	// oldSeq only moves forward between lastAck and nextSeq, over records
+	// the ring still holds; anything else (an ACK jump, odd sequence
+	// numbers) restarts it there. So the walk below is bounded by the ring
+	// and amortized O(1) per packet.
+	if d := seqno.Off(c.oldSeq, c.nextSeq); d < 0 || d > inFlight || d > bbrRingSize {
+		c.oldSeq = c.lastAck
+		if inFlight > bbrRingSize {
+			c.oldSeq = seqno.Add(c.nextSeq, -bbrRingSize) // older records are gone
+		}
+	}
+	for n := 0; c.oldSeq != c.nextSeq && n < bbrRingSize; n++ {
+		r := &c.ring[c.oldSeq&bbrRingMask]
+		if r.seq == c.oldSeq && r.flags&recValid != 0 && r.sent > now-rtt {
+			break
+		}
+		c.oldSeq = seqno.Inc(c.oldSeq)
+	}
+	// Bounded: when the queue grows, the smoothed RTT lags and packets
+	// still queued would pass for arrived. Without a sign of a queue, in
+	// ProbeBW (paced at the model's rate), the bound is wider: a lost
+	// retransmission holds the ACK point for several RTTs.
+	limit := c.modelCwnd
+	if (c.state == bbrProbeBW || c.state == bbrProbeRTT) && !c.queueing() {
+		limit *= 3
+	}
+	c.hidden = min(max(seqno.Off(c.lastAck, c.oldSeq), 0), int(limit))
+}
+
+// holeAtAck reports whether the ACK point is a packet known to be lost:
+// reported lost or retransmitted, or (its loss report may have been lost
+// too) sent 5/4 RTT and two ACK periods ago while the peer still talks to
+// us: ACKs would have passed it by now.
+func (c *BBR) holeAtAck(now, rtt int64) bool {
+	h := &c.ring[c.lastAck&bbrRingMask]
+	if h.seq != c.lastAck || h.flags&recValid == 0 || c.lastAck == c.nextSeq {
+		return false
+	}
+	if h.flags&(recRetrans|recNAKed) != 0 {
+		return true
+	}
+	return now-h.sent > rtt+rtt/4+int64(bbrACKHeadroom) && now-c.lastCtl < rtt
+}
+
+// update computes the window and the pacing interval from the model.
+func (c *BBR) update() {
+	w := float64(bbrInitialWindow)
+	if c.bw > 0 && c.minRTT > 0 {
+		bdp := c.bdp()
+		w = c.cwndGain*bdp + c.bw*bbrACKHeadroom.Seconds()
+	}
+	if c.state == bbrStartup {
+		w = max(w, bbrInitialWindow)
+	}
+	c.modelCwnd = clampWindow(w)
+	if c.state == bbrProbeRTT {
+		w = c.probeRTTCwnd
+	}
+	if c.recovering {
+		w = min(w, max(c.recoveryCwnd, bbrInitialWindow))
+	}
+	c.cwnd = clampWindow(w)
+
+	c.interval = 0
+	if r := c.pacingGain * c.bw; r > 0 {
+		iv := bbrPairFactor * 1e9 / r
+		if !(iv <= float64(bbrMaxInterval)) {
+			iv = float64(bbrMaxInterval)
+		}
+		c.interval = time.Duration(iv)
+	}
+}
+
+// clampWindow bounds a window to [bbrMinWindow, maxCWnd], NaN to the least.
+func clampWindow(w float64) float64 {
+	if !(w >= bbrMinWindow) {
+		return bbrMinWindow
+	}
+	return min(w, maxCWnd)
+}

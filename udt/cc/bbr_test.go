@@ -1,0 +1,480 @@
+package cc
+
+import (
+	"encoding/binary"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/p2pcat/p2pcat/udt/internal/seqno"
+)
+
+// bbrPipe drives a BBR controller through an ideal path: every 10 ms it
+// sends perTick new packets and acknowledges everything sent at least rtt
+// ago, as a receiver ACKing every SYN would.
+type bbrPipe struct {
+	t       testing.TB
+	c       *BBR
+	clk     *fakeClock
+	next    int32
+	acked   int32
+	times   []time.Time // send time of packet acked+i
+	perTick int
+	rtt     func() time.Duration
+	snap    Snapshot
+}
+
+func newBBRPipe(t testing.TB, first int32, perTick int, rtt time.Duration) *bbrPipe {
+	clk := newFakeClock()
+	p := &bbrPipe{t: t, c: NewBBR(clk), clk: clk, next: first, acked: first, perTick: perTick}
+	p.rtt = func() time.Duration { return rtt }
+	p.snap = Snapshot{RTT: rtt, MSS: 1500, FlowWindow: 25600, RecvRate: float64(perTick) * 100}
+	return p
+}
+
+// tick advances 10 ms, sends and acknowledges.
+func (p *bbrPipe) tick() {
+	p.t.Helper()
+	p.clk.Advance(syn)
+	rtt := p.rtt()
+	n := 0
+	for n < len(p.times) && p.clk.Now().Sub(p.times[n]) >= rtt {
+		n++
+	}
+	if n > 0 {
+		p.acked = seqno.Add(p.acked, n)
+		p.times = p.times[n:]
+		p.snap.RTT = rtt
+		p.snap.MaxSent = seqno.Dec(p.next)
+		p.c.OnACK(p.acked, &p.snap)
+	}
+	for range p.perTick {
+		if float64(seqno.Off(p.acked, p.next)) >= p.c.Window() {
+			break
+		}
+		p.c.OnSent(p.next, 1456, false, &p.snap)
+		p.times = append(p.times, p.clk.Now())
+		p.next = seqno.Inc(p.next)
+	}
+	checkBBR(p.t, p.c)
+}
+
+func (p *bbrPipe) run(d time.Duration) {
+	p.t.Helper()
+	for range int(d / syn) {
+		p.tick()
+	}
+}
+
+// checkBBR checks the outputs the engine relies on.
+func checkBBR(t testing.TB, c *BBR) {
+	t.Helper()
+	if iv := c.PacketInterval(); iv < 0 || iv > time.Second {
+		t.Fatalf("PacketInterval = %v", iv)
+	}
+	if w := c.Window(); math.IsNaN(w) || math.IsInf(w, 0) || w < bbrMinWindow || w > 4*maxCWnd {
+		t.Fatalf("Window = %v", w)
+	}
+	if math.IsNaN(c.bw) || c.bw < 0 || c.bw > bbrMaxRate || c.minRTT < 0 {
+		t.Fatalf("model: bw %v, minRTT %v", c.bw, c.minRTT)
+	}
+}
+
+func TestBBRByName(t *testing.T) {
+	if _, ok := New("bbr", newFakeClock()).(*BBR); !ok {
+		t.Error(`New("bbr") is not *BBR`)
+	}
+	if NewBBR(nil).clk == nil {
+		t.Error("NewBBR(nil) has no clock")
+	}
+}
+
+func TestBBRInitialState(t *testing.T) {
+	c := NewBBR(newFakeClock())
+	if got := c.PacketInterval(); got != 0 {
+		t.Errorf("PacketInterval = %v, want 0 (unpaced until the first sample)", got)
+	}
+	if got := c.Window(); got != bbrInitialWindow {
+		t.Errorf("Window = %v, want %d", got, bbrInitialWindow)
+	}
+	if st, bw, rtt := c.State(); st != "startup" || bw != 0 || rtt != 0 {
+		t.Errorf("State = %s, %v, %v", st, bw, rtt)
+	}
+}
+
+// The first ACK gives the first delivery-rate sample: 16 packets in one
+// RTT. Startup then paces at 2.77 times that (stretched by 16/15 for the
+// engine's packet pairs) with a window of 2.89 BDP plus 20 ms.
+func TestBBRFirstSample(t *testing.T) {
+	clk := newFakeClock()
+	c := NewBBR(clk)
+	s := &Snapshot{RTT: 100 * time.Millisecond, RecvRate: 16, MSS: 1500}
+	for i := range int32(16) {
+		c.OnSent(isn+i, 1456, false, s)
+	}
+	if c.Window() != 16 || c.PacketInterval() != 0 {
+		t.Fatalf("before any ACK: Window %v, PacketInterval %v", c.Window(), c.PacketInterval())
+	}
+	clk.Advance(100 * time.Millisecond)
+	s.MaxSent = isn + 15
+	c.OnACK(isn+16, s)
+	_, bw, rtt := c.State()
+	if !near(bw, 160) || rtt != 100*time.Millisecond {
+		t.Fatalf("model after the first ACK: bw %v, minRTT %v; want 160, 100ms", bw, rtt)
+	}
+	wantIv := time.Duration(math.Round(16.0 / 15 / (2.77 * 160) * 1e9))
+	if got := c.PacketInterval(); got < wantIv-time.Microsecond || got > wantIv+time.Microsecond {
+		t.Errorf("PacketInterval = %v, want %v", got, wantIv)
+	}
+	if got, want := c.Window(), 2.89*16+160*0.02; !near(got, want) {
+		t.Errorf("Window = %v, want %v", got, want)
+	}
+}
+
+// On an ideal path the model converges on the path: bandwidth, RTT, and a
+// window of about two BDPs, in ProbeBW.
+func TestBBRConverges(t *testing.T) {
+	p := newBBRPipe(t, isn, 50, 60*time.Millisecond) // 5000 packets/s
+	p.run(5 * time.Second)
+	st, bw, rtt := p.c.State()
+	if st != "probe-bw" {
+		t.Errorf("state %s, want probe-bw", st)
+	}
+	if bw < 4900 || bw > 5600 {
+		t.Errorf("bw %v, want about 5000", bw)
+	}
+	if rtt < 60*time.Millisecond || rtt > 70*time.Millisecond {
+		t.Errorf("minRTT %v, want 60-70 ms", rtt)
+	}
+	if w := p.c.Window(); w < 2*5000*0.06 || w > 3*5600*0.07 {
+		t.Errorf("Window %v", w)
+	}
+}
+
+// Samples from app-limited stretches do not pull the estimate down, even
+// after many rounds: the filter keeps what the path showed it can carry.
+func TestBBRAppLimited(t *testing.T) {
+	p := newBBRPipe(t, isn, 50, 50*time.Millisecond)
+	p.run(3 * time.Second)
+	_, before, _ := p.c.State()
+	// The application now writes a packet every 20 ms: idle gaps, not
+	// ended by ACKs (those come on the 10 ms grid).
+	p.perTick = 0
+	p.snap.RecvRate = 50
+	for i := range 300 {
+		p.clk.Advance(syn)
+		p.tick()
+		if i%2 == 0 {
+			p.clk.Advance(3 * time.Millisecond)
+			p.c.OnSent(p.next, 1456, false, &p.snap)
+			p.times = append(p.times, p.clk.Now())
+			p.next = seqno.Inc(p.next)
+		}
+	}
+	if _, after, _ := p.c.State(); after < 0.9*before {
+		t.Errorf("bw fell from %v to %v while app-limited", before, after)
+	}
+}
+
+// Random loss (NAKs and retransmissions at 2 %) does not cut the rate.
+func TestBBRRandomLossKeepsRate(t *testing.T) {
+	var c *BBR
+	cfg := simConfig{rate: 5000, rtt: 40 * time.Millisecond, queue: 200, loss: 0.02, duration: 10 * time.Second, seed: 9}
+	runSim(cfg, func(clk Clock) Controller { c = NewBBR(clk); return c })
+	if st, bw, _ := c.State(); st != "probe-bw" && st != "probe-rtt" || bw < 0.9*cfg.rate || bw > 1.1*cfg.rate {
+		t.Errorf("after 10 s at 2%% random loss: %s, bw %.0f; want ProbeBW at about %.0f", st, bw, cfg.rate)
+	}
+}
+
+// ACKs that go backwards, repeat, or acknowledge more than was sent change
+// nothing; an ACK beyond what we saw sent but within what the engine says
+// it sent is believed.
+func TestBBRStrangeACKs(t *testing.T) {
+	clk := newFakeClock()
+	c := NewBBR(clk)
+	s := &Snapshot{RTT: 50 * time.Millisecond, RecvRate: 1000, MSS: 1500}
+	for i := range int32(100) {
+		c.OnSent(isn+i, 1456, false, s)
+	}
+	s.MaxSent = isn + 99
+	clk.Advance(50 * time.Millisecond)
+	c.OnACK(isn+50, s)
+	type state struct {
+		ack, next int32
+		delivered int64
+		w         float64
+		iv        time.Duration
+	}
+	get := func() state { return state{c.lastAck, c.nextSeq, c.delivered, c.Window(), c.PacketInterval()} }
+	want := get()
+	if want.delivered != 50 {
+		t.Fatalf("delivered %d, want 50", want.delivered)
+	}
+	for _, ack := range []int32{isn + 40, isn + 50, isn + 101, isn + 500, seqno.Add(isn, 1<<30+7), isn - 1} {
+		clk.Advance(syn)
+		c.OnACK(ack, s)
+		if got := get(); got != want {
+			t.Errorf("after ACK %d: %+v, want %+v", ack, got, want)
+		}
+	}
+	// The engine sent up to isn+150 without telling us (say, before
+	// switching controllers): an ACK up to isn+151 is real.
+	s.MaxSent = isn + 150
+	c.OnACK(isn+120, s)
+	if c.lastAck != isn+120 || c.nextSeq != isn+151 || c.delivered != 120 {
+		t.Errorf("ACK beyond our sends: lastAck %d, nextSeq %d, delivered %d", c.lastAck, c.nextSeq, c.delivered)
+	}
+	checkBBR(t, c)
+}
+
+// Events before anything is known anchor the sequence state without
+// breaking anything.
+func TestBBRFirstEventNotOnSent(t *testing.T) {
+	for _, first := range []func(c *BBR, s *Snapshot){
+		func(c *BBR, s *Snapshot) { c.OnACK(isn, s) },
+		func(c *BBR, s *Snapshot) { c.OnLoss(isn, s) },
+		func(c *BBR, s *Snapshot) { c.OnTimeout(s) },
+		func(c *BBR, s *Snapshot) { c.OnSent(isn, 1456, true, s) },
+		func(c *BBR, s *Snapshot) { c.OnCongestionWarning() },
+	} {
+		clk := newFakeClock()
+		c := NewBBR(clk)
+		s := &Snapshot{MaxSent: isn - 1}
+		first(c, s)
+		checkBBR(t, c)
+		for i := range int32(20) {
+			c.OnSent(isn+i, 1456, false, s)
+		}
+		s.MaxSent = isn + 19
+		clk.Advance(30 * time.Millisecond)
+		c.OnACK(isn+20, s)
+		checkBBR(t, c)
+		if c.delivered <= 0 {
+			t.Errorf("nothing delivered after the ACK")
+		}
+	}
+}
+
+// A timeout keeps the model (and the pacing rate) but holds new data to a
+// small window until the ACK passes what was in flight.
+func TestBBRTimeout(t *testing.T) {
+	p := newBBRPipe(t, isn, 50, 50*time.Millisecond)
+	p.run(3 * time.Second)
+	iv, w := p.c.PacketInterval(), p.c.Window()
+	end := p.next
+	p.c.OnTimeout(&p.snap)
+	if got := p.c.Window(); got != bbrInitialWindow {
+		t.Errorf("Window after timeout %v, want %d", got, bbrInitialWindow)
+	}
+	if got := p.c.PacketInterval(); got != iv {
+		t.Errorf("PacketInterval after timeout %v, want %v (model kept)", got, iv)
+	}
+	// The go-back-N retransmissions are not loss in the model's sense.
+	for q := p.acked; q != end; q = seqno.Inc(q) {
+		p.c.OnSent(q, 1456, true, &p.snap)
+	}
+	if p.c.lostRound != 0 {
+		t.Errorf("retransmissions after a timeout counted as %d losses", p.c.lostRound)
+	}
+	for i := 0; i < 100 && p.c.recovering; i++ {
+		p.tick()
+	}
+	if p.c.recovering {
+		t.Fatal("still recovering after 1 s")
+	}
+	p.run(time.Second)
+	if got := p.c.Window(); got < 0.8*w {
+		t.Errorf("Window %v after recovery, was %v", got, w)
+	}
+}
+
+// Without a fresh minimum for 10 s, ProbeRTT cuts the window to half a
+// BDP for at least 200 ms, then returns to ProbeBW.
+func TestBBRProbeRTT(t *testing.T) {
+	p := newBBRPipe(t, isn, 50, 50*time.Millisecond)
+	p.run(2 * time.Second)
+	// From now on the RTT creeps up: no sample refreshes the minimum.
+	rtt := 50 * time.Millisecond
+	p.rtt = func() time.Duration { rtt += 10 * time.Microsecond; return rtt }
+	var entered time.Time
+	var window float64
+	for range 1200 {
+		p.tick()
+		if st, _, _ := p.c.State(); st == "probe-rtt" && entered.IsZero() {
+			entered = p.clk.Now()
+			window = p.c.Window()
+		} else if st != "probe-rtt" && !entered.IsZero() {
+			break
+		}
+	}
+	if entered.IsZero() {
+		t.Fatal("no ProbeRTT in 12 s")
+	}
+	if d := p.clk.Now().Sub(entered); d < bbrProbeRTTDuration {
+		t.Errorf("ProbeRTT lasted %v", d)
+	}
+	_, bw, _ := p.c.State()
+	if want := max(0.5*bw*0.05, bbrMinWindow); window > 1.2*want {
+		t.Errorf("ProbeRTT window %v, want about %v", window, want)
+	}
+	if st, _, _ := p.c.State(); st != "probe-bw" {
+		t.Errorf("after ProbeRTT: %s", st)
+	}
+}
+
+// Snapshots full of nonsense leave the outputs finite and bounded.
+func TestBBRNonsenseSnapshots(t *testing.T) {
+	clk := newFakeClock()
+	c := NewBBR(clk)
+	bad := []Snapshot{
+		{RTT: -1, RecvRate: math.NaN(), Bandwidth: math.Inf(1)},
+		{RTT: math.MaxInt64, RecvRate: math.Inf(1), Bandwidth: math.NaN()},
+		{RTT: 1, RecvRate: 1e300, Bandwidth: -5, MaxSent: -7},
+		{RecvRate: -1e300, MaxSent: seqno.Max},
+		{RecvRate: 1e-300, RTT: time.Nanosecond},
+	}
+	seq := int32(seqno.Max - 50)
+	for i := range 400 {
+		s := &bad[i%len(bad)]
+		clk.Advance(time.Duration(i%7) * time.Millisecond)
+		c.OnSent(seq, 1456, i%5 == 0, s)
+		seq = seqno.Inc(seq)
+		switch i % 4 {
+		case 0:
+			c.OnACK(seqno.Add(seq, -3), s)
+		case 1:
+			c.OnLoss(seqno.Add(seq, -10), s)
+		case 2:
+			c.OnACK(seqno.Add(seq, -(i%13)), nil)
+		case 3:
+			if i%40 == 3 {
+				c.OnTimeout(s)
+			}
+		}
+		checkBBR(t, c)
+	}
+}
+
+// A clock that jumps back is held, not believed.
+func TestBBRClockBackwards(t *testing.T) {
+	p := newBBRPipe(t, isn, 50, 50*time.Millisecond)
+	p.run(time.Second)
+	p.clk.Advance(-time.Hour)
+	p.run(time.Second)
+	checkBBR(t, p.c)
+}
+
+// Steady-state events allocate nothing.
+func TestBBRNoAllocs(t *testing.T) {
+	clk := newFakeClock()
+	c := NewBBR(clk)
+	var cc Controller = c
+	s := &Snapshot{RecvRate: 5000, Bandwidth: 1e5, RTT: 50 * time.Millisecond, MSS: 1500, FlowWindow: 25600}
+	seq := int32(seqno.Max - 200) // across the wrap, too
+	acked := seq
+	allocs := testing.AllocsPerRun(2000, func() {
+		for range 50 {
+			clk.Advance(200 * time.Microsecond)
+			cc.OnSent(seq, 1456, false, s)
+			seq = seqno.Inc(seq)
+		}
+		cc.OnSent(seqno.Add(acked, 3), 1456, true, s)
+		cc.OnLoss(seqno.Add(acked, 3), s)
+		acked = seqno.Add(seq, -250)
+		s.MaxSent = seqno.Dec(seq)
+		cc.OnACK(acked, s)
+		cc.OnCongestionWarning()
+		_ = cc.PacketInterval()
+		_ = cc.Window()
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per event round, want 0", allocs)
+	}
+	checkBBR(t, c)
+}
+
+func BenchmarkBBROnSent(b *testing.B) {
+	clk := newFakeClock()
+	c := NewBBR(clk)
+	s := &Snapshot{RecvRate: 5000, RTT: 50 * time.Millisecond}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		clk.Advance(10 * time.Microsecond)
+		c.OnSent(int32(i&seqno.Max), 1456, false, s)
+		if i%100 == 99 {
+			c.OnACK(int32((i-500)&seqno.Max), s)
+		}
+	}
+}
+
+func BenchmarkBBRSim(b *testing.B) {
+	cfg := simConfig{rate: pktRate(100), rtt: 50 * time.Millisecond, queue: 425, loss: 0.001, duration: 10 * time.Second, seed: 1}
+	for b.Loop() {
+		runSim(cfg, newBBRController)
+	}
+}
+
+// FuzzBBR runs an event script against the controller and checks that the
+// pacing interval and the window stay sane whatever the events and
+// snapshots.
+//
+// The script is a sequence of 16-byte records: op, clock step (ms), seq
+// (4 bytes), RTT ms (2), receive rate (4, float32 bits), bandwidth (4,
+// float32 bits).
+func FuzzBBR(f *testing.F) {
+	rec := func(op, step byte, seq uint32, rtt uint16, rr, bw float32) []byte {
+		b := []byte{op, step}
+		b = binary.BigEndian.AppendUint32(b, seq)
+		b = binary.BigEndian.AppendUint16(b, rtt)
+		b = binary.BigEndian.AppendUint32(b, math.Float32bits(rr))
+		return binary.BigEndian.AppendUint32(b, math.Float32bits(bw))
+	}
+	var seed []byte
+	for i := range 60 {
+		seed = append(seed, rec(4, 1, uint32(seqno.Max-30+i), 20, 1000, 1e5)...)
+		if i%3 == 2 {
+			seed = append(seed, rec(0, 10, uint32(seqno.Max-40+i), 20, 1000, 1e5)...)
+		}
+		if i%10 == 5 {
+			seed = append(seed, rec(2, 0, uint32(seqno.Max-35+i), 20, 1000, 1e5)...)
+			seed = append(seed, rec(5, 0, uint32(seqno.Max-35+i), 20, 1000, 1e5)...)
+		}
+	}
+	f.Add(seed)
+	f.Add(append(rec(1, 0, seqno.Max, 0, 0, 0), rec(0, 10, 3, 0, float32(math.NaN()), float32(math.Inf(1)))...))
+	f.Add(rec(3, 0, 0, 65535, 1e-30, 1e30))
+	f.Add(append(rec(4, 0, 5, 1, 3e38, 0), rec(0, 255, 6, 1, 3e38, 0)...))
+	f.Fuzz(func(t *testing.T, script []byte) {
+		clk := newFakeClock()
+		c := NewBBR(clk)
+		for len(script) >= 16 {
+			r := script[:16]
+			script = script[16:]
+			clk.Advance(time.Duration(r[1]) * time.Millisecond)
+			seq := int32(binary.BigEndian.Uint32(r[2:]) & seqno.Max)
+			s := &Snapshot{
+				RTT:        time.Duration(binary.BigEndian.Uint16(r[6:])) * time.Millisecond,
+				RecvRate:   float64(math.Float32frombits(binary.BigEndian.Uint32(r[8:]))),
+				Bandwidth:  float64(math.Float32frombits(binary.BigEndian.Uint32(r[12:]))),
+				MaxSent:    seqno.Add(seq, int(r[1])),
+				MSS:        1500,
+				FlowWindow: 64 * int(r[0]>>4),
+			}
+			switch r[0] % 7 {
+			case 0, 1:
+				c.OnACK(seq, s)
+			case 2:
+				c.OnLoss(seq, s)
+			case 3:
+				c.OnTimeout(s)
+			case 4:
+				c.OnSent(seq, 1456, false, s)
+			case 5:
+				c.OnSent(seq, 1456, true, s)
+			case 6:
+				c.OnCongestionWarning()
+			}
+			checkBBR(t, c)
+		}
+	})
+}
