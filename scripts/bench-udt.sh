@@ -94,8 +94,8 @@ one() {
   rm -f "$out"
   local rcv snd
   if [ "$impl" = p2pcat ]; then
-    rcv=("$P2P" recv --raw -v --localport "$pr" "127.0.0.1:$ps")
-    snd=("$P2P" send --raw -v --localport "$ps" "127.0.0.1:$pr")
+    rcv=("$P2P" recv --raw -v --stun none --ntp none --slot 0 --localport "$pr" "127.0.0.1:$ps")
+    snd=("$P2P" send --raw -v --stun none --ntp none --slot 0 --localport "$ps" "127.0.0.1:$pr")
   else
     rcv=("$UDTPEER" recv -r -m 1500 -l "$pr" -c "127.0.0.1:$ps")
     snd=("$UDTPEER" send -r -m 1500 -l "$ps" -c "127.0.0.1:$pr")
