@@ -60,6 +60,15 @@ func exitCode(opts *options, n int64, err error) int {
 	switch {
 	case err == nil:
 		return exitOK
+	// Authentication and integrity first: a tampered record also ends
+	// the stream, but "cut" would hide what happened.
+	case errors.Is(err, stream.ErrAuth):
+		errorf("authentication failed: %v", err)
+		hintf("check that each side was given the other's token exactly as printed")
+		return exitAuth
+	case errors.Is(err, stream.ErrIntegrity):
+		errorf("integrity check failed after %d bytes: %v", n, err)
+		return exitAuth
 	case errors.As(err, &abort):
 		errorf("peer aborted the stream after %d bytes: %s", abort.Bytes, abort.Message)
 		return exitCut
@@ -69,13 +78,6 @@ func exitCode(opts *options, n int64, err error) int {
 	case errors.Is(err, stream.ErrPeerStopped):
 		errorf("the peer stopped reading after %d bytes", n)
 		return exitStopped
-	case errors.Is(err, stream.ErrAuth):
-		errorf("authentication failed: %v", err)
-		hintf("check that each side was given the other's token exactly as printed")
-		return exitAuth
-	case errors.Is(err, stream.ErrIntegrity):
-		errorf("integrity check failed after %d bytes: %v", n, err)
-		return exitAuth
 	case errors.Is(err, stream.ErrNotP2pcat):
 		errorf("%v", err)
 		return exitError
