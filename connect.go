@@ -127,7 +127,14 @@ func meet(ctx context.Context, opts *options, conn *net.UDPConn) (*meeting, int)
 	// 4. Attempts on successive slots.
 	start := time.Now()
 	for attempt := 1; attempt <= opts.retries; attempt++ {
-		slot := punch.NextSlot(time.Now().Add(offset), opts.slot, 2*time.Second)
+		// The first attempt leaves 2 s to get ready; later ones take the
+		// very next slot, or two sides an odd number of slots apart
+		// would alternate forever.
+		lead := 2 * time.Second
+		if attempt > 1 {
+			lead = 200 * time.Millisecond
+		}
+		slot := punch.NextSlot(time.Now().Add(offset), opts.slot, lead)
 		if wait := time.Until(slot.Add(-offset)); wait > 0 {
 			infof("attempt %d: waiting %.0fs for the next slot (%s)", attempt, wait.Seconds(), slot.Local().Format("15:04:05"))
 			select {
