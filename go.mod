@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/beevik/ntp v1.6.0
+	github.com/creack/pty v1.1.24
 	github.com/flynn/noise v1.1.0
 	github.com/klauspost/compress v1.20.4
 	github.com/pion/stun/v3 v3.1.7

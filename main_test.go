@@ -2,12 +2,11 @@ package main
 
 import (
 	"net/netip"
-
-	"github.com/p2pcat/p2pcat/punch"
 	"os"
 	"sync/atomic"
 	"testing"
 
+	"github.com/p2pcat/p2pcat/punch"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -21,6 +20,15 @@ func TestMain(m *testing.M) {
 			localCandidates = func(port uint16, _ netip.AddrPort) []netip.AddrPort {
 				return []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)}
 			}
+			// A script that forgets --stun none or --ntp none must not
+			// reach the public servers: point the defaults at a closed
+			// loopback port (discard).
+			punch.DefaultSTUNServers = []string{"127.0.0.1:9"}
+			punch.DefaultNTPServers = []string{"127.0.0.1"}
+			// No controlling terminal, as in CI, even when go test runs
+			// from one (the pty test gives its child a terminal of its own
+			// and is already a session leader, so this fails harmlessly).
+			detachTerminal()
 			os.Exit(run(os.Args[1:]))
 		},
 	})
