@@ -49,6 +49,8 @@ func pipeStreams(ctx context.Context, opts *options, conn *udt.Conn, rw io.ReadW
 	}
 	var activity atomic.Int64
 	stopProgress := startProgress(opts, sw, sr, &activity)
+	stopTrace := startTrace(conn)
+	defer stopTrace()
 	defer stopProgress()
 	var idle <-chan time.Time
 	if opts.idle > 0 {
@@ -220,4 +222,37 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// startTrace prints the connection's transport state to stderr every
+// 500 ms when P2PCAT_TRACE is set (a diagnostic, see ENVIRONMENT in the
+// manual page).
+func startTrace(conn *udt.Conn) func() {
+	if os.Getenv("P2PCAT_TRACE") == "" {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(done)
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		var last udt.Stats
+		for {
+			select {
+			case <-t.C:
+			case <-stop:
+				return
+			}
+			st := conn.Stats()
+			fmt.Fprintf(os.Stderr, "p2pcat: trace %6.1fs sent %d retx %d recv %d dup %d nak %d/%d rtt %v win %.0f iv %v inflight %d losses %d %s\n",
+				time.Since(start).Seconds(), st.PacketsSent-last.PacketsSent, st.PacketsRetransmitted-last.PacketsRetransmitted,
+				st.PacketsReceived-last.PacketsReceived, st.PacketsDuplicate-last.PacketsDuplicate,
+				st.NAKsSent-last.NAKsSent, st.NAKsReceived-last.NAKsReceived,
+				st.RTT.Round(100*time.Microsecond), st.Window, st.PacketInterval.Round(time.Microsecond), st.InFlight, st.Losses, st.Controller)
+			last = st
+		}
+	}()
+	return func() { close(stop); <-done }
 }

@@ -2,6 +2,7 @@ package udt
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -83,14 +84,38 @@ type Stats struct {
 	Foreign              uint64        // datagrams dropped on this socket for coming from elsewhere or being malformed
 	RTT                  time.Duration // smoothed round-trip time
 	MSS                  int           // negotiated packet size
+
+	// The sender's congestion state, for diagnostics.
+	Window         float64       // congestion window, packets
+	PacketInterval time.Duration // pacing interval (0: unpaced)
+	InFlight       int           // packets sent and not yet acknowledged
+	Losses         int           // packets waiting for retransmission
+	Controller     string        // the controller's own state, if it tells
+}
+
+// stater is what a controller may implement to describe its state.
+type stater interface {
+	State() (state string, btlbw float64, minRTT time.Duration)
 }
 
 // Stats returns the connection's counters.
 func (c *Conn) Stats() Stats {
 	c.snd.mu.Lock()
 	rtt := time.Duration(c.snd.rtt)
+	win, iv := c.snd.cc.Window(), c.snd.cc.PacketInterval()
+	inflight, losses := c.snd.inFlight(), c.snd.losses
+	var ctl string
+	if st, ok := c.snd.cc.(stater); ok {
+		state, bw, minRTT := st.State()
+		ctl = fmt.Sprintf("%s btlbw=%.0fpkt/s minrtt=%v", state, bw, minRTT.Round(time.Millisecond/10))
+	}
 	c.snd.mu.Unlock()
 	return Stats{
+		Window:               win,
+		PacketInterval:       iv,
+		InFlight:             inflight,
+		Losses:               losses,
+		Controller:           ctl,
 		PacketsSent:          c.stats.sent.Load(),
 		PayloadSent:          c.stats.payloadSent.Load(),
 		PayloadReceived:      c.stats.payloadReceived.Load(),

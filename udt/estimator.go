@@ -1,16 +1,21 @@
 package udt
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
 
 // estimator holds the receiver's two rate estimators (libudt 4.11
 // CPktTimeWindow, §9): the packet arrival rate and the link capacity from
-// packet pairs. Both feed the full ACK, and libudt's sender is driven by
-// them, so they follow 4.11 closely (including its median over all but the
-// last sample).
+// packet pairs. Both feed the full ACK. The capacity follows 4.11 closely
+// (including its median over all but the last sample); the arrival rate
+// does not (see recvRate).
 type estimator struct {
-	arrivals  [16]int64 // ns between consecutive data packets
-	arrIdx    int
-	lastArr   int64     // ns, 0 = none yet
+	count   int64 // data packets arrived
+	lastArr int64 // ns, arrival of the latest one (0 = none yet)
+	marks   [rateMarks]rateMark
+	markIdx int
+
 	probes    [64]int64 // ns between the two packets of a pair
 	probeIdx  int
 	probeTime int64 // arrival of the last seq%16 == 0 packet, ns
@@ -18,10 +23,20 @@ type estimator struct {
 	scratch   [64]int64
 }
 
+// rateMark is the arrival count and the time of the latest arrival, taken
+// at each full ACK.
+type rateMark struct {
+	count int64
+	at    int64
+}
+
+const (
+	rateMarks      = 32                    // full ACKs remembered: 320 ms at one per SYN
+	rateMinPackets = 16                    // a rate spans at least this many packets
+	rateMinSpan    = 20 * time.Millisecond // and at least this long
+)
+
 func (e *estimator) init() {
-	for i := range e.arrivals {
-		e.arrivals[i] = 1_000_000_000
-	}
 	for i := range e.probes {
 		e.probes[i] = 1_000_000
 	}
@@ -30,10 +45,7 @@ func (e *estimator) init() {
 
 // onArrival records a data packet arriving at now (ns).
 func (e *estimator) onArrival(seq int32, now int64) {
-	if e.lastArr != 0 {
-		e.arrivals[e.arrIdx] = now - e.lastArr
-		e.arrIdx = (e.arrIdx + 1) % len(e.arrivals)
-	}
+	e.count++
 	e.lastArr = now
 	switch seq % probeModulus {
 	case 0:
@@ -63,24 +75,39 @@ func rateFrom(n, sumNS int64) int32 {
 
 const maxReportedRate = 1_000_000
 
-// recvRate returns the packet arrival rate in packets/s, 0 when the samples
-// are too scattered to tell.
+// recvRate returns the packet arrival rate in packets/s for the full ACK
+// being built, 0 while too few packets have arrived to tell. Each call
+// leaves a mark (arrival count, time of the latest arrival).
+//
+// The rate is the packets that arrived between an earlier mark and now over
+// the time between the two arrivals the marks name, from the latest mark
+// that is at least rateMinPackets and rateMinSpan back. libudt 4.11 instead
+// averages the last 16 packet intervals that lie within a factor of 8 of
+// their median. That band drops the short intervals jitter makes (a delayed
+// packet releases the ones queued behind it at once) and keeps the long
+// ones: under ±5 ms of jitter at a few hundred packets/s it reports a third
+// less than arrived, and a sender that believes it (ours does) slows down
+// round after round. Sixteen intervals are also too few to see through the
+// bunching of batched forwarding (and of recvmmsg): over 20 ms and more,
+// bunches average out.
 func (e *estimator) recvRate() int32 {
-	s := e.scratch[:len(e.arrivals)-1]
-	copy(s, e.arrivals[:len(s)])
-	slices.Sort(s)
-	median := s[len(s)/2]
-	var sum, n int64
-	for _, v := range e.arrivals {
-		if v > median/8 && v < median*8 {
-			sum += v
-			n++
+	var rate int32
+	for i := 1; i < rateMarks; i++ {
+		m := &e.marks[(e.markIdx-i+rateMarks)%rateMarks]
+		if m.at == 0 {
+			break
+		}
+		n, span := e.count-m.count, e.lastArr-m.at
+		if n >= rateMinPackets && span >= int64(rateMinSpan) {
+			rate = rateFrom(n, span)
+			break
 		}
 	}
-	if n <= 8 || sum <= 0 {
-		return 0
+	if e.lastArr != 0 {
+		e.marks[e.markIdx] = rateMark{count: e.count, at: e.lastArr}
+		e.markIdx = (e.markIdx + 1) % rateMarks
 	}
-	return rateFrom(n, sum)
+	return rate
 }
 
 // capacity returns the link capacity in packets/s from packet pairs.

@@ -42,6 +42,7 @@ type receiver struct {
 	lastAck2    int32 // highest ACK value confirmed by ACK2
 	lastAvail   int
 	sinceACK    int  // data packets since the last ACK of any kind
+	sinceFull   int  // data packets since the last full ACK
 	ackNow      bool // a short packet arrived: ACK at the end of the batch
 	history     [ackHistoryLen]ackRecord
 	rtt, rttVar int64 // ns, from ACK2
@@ -127,6 +128,7 @@ func (r *receiver) onData(h *wire.DataHeader, payload []byte, now int64) (fresh 
 		r.ackNow = true
 	}
 	r.sinceACK++
+	r.sinceFull++
 	return true
 }
 
@@ -145,7 +147,10 @@ func (r *receiver) avail() int {
 // force sends even an unchanged ACK (window updates).
 func (r *receiver) appendFullACK(b []byte, dst uint32, now int64, force bool) []byte {
 	ack := r.ackSeq
-	if !force {
+	// Unlike libudt, an unchanged ACK still goes out every SYN while data
+	// arrives: its receive rate and RTT are the sender's only news while
+	// the ACK point waits on a hole (with a few % loss, most of the time).
+	if !force && r.sinceFull == 0 {
 		if ack == r.lastAck2 {
 			return b
 		}
@@ -159,7 +164,7 @@ func (r *receiver) appendFullACK(b []byte, dst uint32, now int64, force bool) []
 	}
 	r.history[int(r.ackNo)%ackHistoryLen] = ackRecord{no: r.ackNo, ack: ack, sent: now}
 	r.lastAckSent, r.lastAckTime = ack, now
-	r.sinceACK = 0
+	r.sinceACK, r.sinceFull = 0, 0
 	r.ackNow = false
 	r.lastAvail = r.avail()
 	a := wire.ACK{

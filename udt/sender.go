@@ -26,6 +26,7 @@ type sender struct {
 	buf     []byte
 	lens    []int32
 	lost    []bool
+	naked   []bool // reported lost at least once (its retransmission may be lost too)
 
 	now func() int64 // the connection's clock
 
@@ -48,6 +49,7 @@ type sender struct {
 	rttVar    int64
 	recvRate  float64
 	bandwidth float64
+	rateSeen  bool // recvRate holds a reported rate, not the initial guess
 
 	nextSend int64 // pacing: earliest time for the next packet, ns
 
@@ -75,6 +77,7 @@ func (s *sender) init(isn int32, size, payload, flowWindow, mss int, ctl cc.Cont
 	s.buf = make([]byte, s.size*payload)
 	s.lens = make([]int32, s.size)
 	s.lost = make([]bool, s.size)
+	s.naked = make([]bool, s.size)
 	s.ackSeq, s.nextSeq, s.endSeq = isn, isn, isn
 	s.lastACK = isn
 	s.flowWindow = flowWindow
@@ -179,6 +182,7 @@ func (s *sender) acknowledge(ack int32) int {
 	}
 	for i := 0; i < n; i++ {
 		p := (s.ackPos + i) & s.mask
+		s.naked[p] = false
 		if s.lost[p] {
 			s.lost[p] = false
 			s.losses--
@@ -213,8 +217,15 @@ func (s *sender) onACK(a *wire.ACK) {
 		s.rttVar = (3*s.rttVar + d) / 4
 		s.rtt = (7*s.rtt + rtt) / 8
 	}
+	s.snap.ACKRate = 0
 	if a.Fields == 6 {
-		if a.RecvRate > 0 {
+		s.snap.ACKRate = float64(max(a.RecvRate, 0))
+		switch {
+		case a.RecvRate > 0 && !s.rateSeen:
+			// The first report replaces libudt's initial guess of 16
+			// packets/s rather than being smoothed into it.
+			s.recvRate, s.rateSeen = float64(a.RecvRate), true
+		case a.RecvRate > 0:
 			s.recvRate = (7*s.recvRate + float64(a.RecvRate)) / 8
 		}
 		if a.Capacity > 0 {
@@ -222,6 +233,7 @@ func (s *sender) onACK(a *wire.ACK) {
 		}
 	}
 	s.cc.OnACK(a.Ack, s.snapshot())
+	s.snap.ACKRate = 0
 }
 
 // onLightACK handles a light ACK: it moves the ACK point and shrinks the
@@ -264,6 +276,7 @@ func (s *sender) onNAK(body []byte) bool {
 		}
 		for off, end := seqno.Off(s.ackSeq, first), seqno.Off(s.ackSeq, last); off <= end; off++ {
 			p := (s.ackPos + off) & s.mask
+			s.naked[p] = true
 			if !s.lost[p] {
 				s.lost[p] = true
 				s.losses++
@@ -288,19 +301,31 @@ func (s *sender) rto() int64 {
 	return max(n*(s.rtt+4*s.rttVar)+int64(synInterval), n*int64(expMinimum))
 }
 
-// onTimeout (EXP) puts every unacknowledged packet back for
-// retransmission if nothing is queued for it already (go-back-N).
-func (s *sender) onTimeout() bool {
+// onTimeout (EXP) puts unacknowledged packets back for retransmission if
+// nothing is queued for it already. The first expiration after progress
+// resends only what is most likely lost: the packet at the ACK point and
+// those reported lost before (their retransmission, or a repeated NAK, went
+// missing: a libudt receiver never repeats a NAK). Random loss thus costs no
+// go-back-N of a whole window. A second expiration without progress means
+// the path itself is silent: everything goes back (go-back-N, as libudt).
+func (s *sender) onTimeout() int {
 	n := s.inFlight()
 	if n == 0 || s.losses > 0 {
-		return false
+		return 0
 	}
+	resent := 0
 	for off := 0; off < n; off++ {
-		s.lost[(s.ackPos+off)&s.mask] = true
+		p := (s.ackPos + off) & s.mask
+		if off == 0 || s.expCount > 1 || s.naked[p] {
+			s.lost[p] = true
+			resent++
+		}
 	}
-	s.losses, s.lossHint = n, 0
+	s.losses, s.lossHint = resent, 0
+	s.snap.Timeouts = s.expCount
 	s.cc.OnTimeout(s.snapshot())
-	return true
+	s.snap.Timeouts = 0
+	return resent
 }
 
 // fail records why nothing more can be sent and wakes everyone.

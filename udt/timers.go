@@ -85,17 +85,17 @@ func (c *Conn) expiredEXP(now int64) bool {
 	}
 	s := &c.snd
 	s.mu.Lock()
-	resent := false
+	resent := 0
 	if s.inFlight() > 0 && now-s.lastProgress > s.rto() {
 		resent = s.onTimeout()
-		if resent {
-			c.cfg.logf("udt: EXP %d: resending %d unacknowledged packets", s.expCount, s.inFlight())
+		if resent > 0 {
+			c.cfg.logf("udt: EXP %d: resending %d of %d unacknowledged packets", s.expCount, resent, s.inFlight())
 		}
 		s.expCount++
 		s.lastProgress = now
 	}
 	s.mu.Unlock()
-	if resent {
+	if resent > 0 {
 		notify(s.wake)
 	}
 	return true

@@ -104,8 +104,8 @@ import (
 // once and counts no interval). Before the first sample the sender is
 // unpaced and held by the window of 16.
 //
-// Window is cwnd_gain × BDP + btlbw × 20 ms (ACKs come only every 10 ms),
-// at least 4 packets, 16 in Startup, plus the packets behind a hole. The
+// Window is cwnd_gain × BDP + btlbw × 40 ms (ACKs come only every 10 ms,
+// and a hole adds the NAK hold and its repair), at least 4 packets, 16 in Startup, plus the packets behind a hole. The
 // engine counts in flight from the cumulative ACK point, so behind a hole it
 // counts packets that have long arrived, and the sender would stall for the
 // round trip the repair takes (several, if the retransmission or the NAK is
@@ -124,8 +124,9 @@ import (
 // corrects the model: a round with more than 20 % retransmissions (at least
 // 8) while the smoothed RTT shows a queue means the path got slower than
 // btlbw; btlbw restarts from the receiver's arrival rate and Drain empties
-// the queue. OnTimeout (EXP: the peer said nothing for at least 300 ms)
-// keeps the model but holds new data to 16 packets plus what the ACKs free,
+// the queue. OnTimeout (EXP: no progress for at least 300 ms) is ignored
+// the first time (the engine resends only the likely losses); from the
+// second in a row it keeps the model but holds new data to 16 packets plus what the ACKs free,
 // until the ACK passes what was in flight at the timeout; the go-back-N
 // retransmissions are not counted as loss. OnCongestionWarning starts
 // ProbeBW's draining phase.
@@ -297,9 +298,14 @@ const (
 	bbrFullBwRounds   = 3
 	bbrMaxDrainRounds = 8
 
+	// bbrMinPhase is the shortest round and ProbeBW phase: the receiver
+	// measures its arrival rate over 20 ms or more and ACKs every 10 ms,
+	// so a shorter probe (on a path of a few ms) would go unseen.
+	bbrMinPhase = 30 * time.Millisecond
+
 	bbrMinRTTWindow     = 10 * time.Second
 	bbrProbeRTTDuration = 200 * time.Millisecond
-	bbrACKHeadroom      = 2 * synInterval // ACKs come every SYN
+	bbrACKHeadroom      = 4 * synInterval // ACKs come every SYN; a hole adds the NAK hold and a repair
 
 	bbrInitialWindow = 16
 	bbrMinWindow     = 4
@@ -375,6 +381,12 @@ func (c *BBR) readSnapshot(s *Snapshot) {
 		c.srtt = int64(s.RTT)
 	}
 	c.recvRate = min(rate(s.RecvRate), bbrMaxRate)
+	if r := rate(s.ACKRate); r > 0 {
+		// The ACK's own figure: the receiver already averages over
+		// 16 packets or more, and the 7/8 smoothing per ACK would hide a
+		// probe when ACKs are few (the ACK point stuck on holes).
+		c.recvRate = min(r, bbrMaxRate)
+	}
 }
 
 // OnSent records a new packet, or flags a retransmitted one.
@@ -475,8 +487,21 @@ func (c *BBR) OnACK(ack int32, s *Snapshot) {
 		return
 	}
 	d := seqno.Off(c.lastAck, ack)
-	if d <= 0 {
-		return // duplicate or reordered: nothing new
+	if d < 0 {
+		return // reordered: nothing new
+	}
+	if d == 0 {
+		// The ACK point waits on a hole: the receive rate is news.
+		if s != nil && s.ACKRate > 0 {
+			c.sampleBandwidth(nil, now)
+			c.roundStart = false
+			c.roundTimeout(now)
+			if c.roundStart {
+				c.runStates(now)
+			}
+			c.update()
+		}
+		return
 	}
 	if seqno.Off(ack, c.nextSeq) < 0 {
 		// Beyond anything we saw sent: believe it only as far as the
@@ -514,7 +539,7 @@ func (c *BBR) OnACK(ack int32, s *Snapshot) {
 	}
 
 	c.roundStart = false
-	if seqno.Off(c.roundEnd, ack) > 0 {
+	if seqno.Off(c.roundEnd, ack) > 0 && now-c.roundAt >= int64(bbrMinPhase) {
 		c.startRound(now)
 	} else {
 		c.roundTimeout(now)
@@ -558,11 +583,16 @@ func (c *BBR) OnLoss(first int32, s *Snapshot) {
 	}
 }
 
-// OnTimeout limits new data to a small window until the ACK passes what was
-// in flight; the model (btlbw, minRTT) is kept for a quick recovery.
+// OnTimeout, from the second expiration in a row (the path is silent, not
+// just lossy), limits new data to a small window until the ACK passes what
+// was in flight; the model (btlbw, minRTT) is kept for a quick recovery. A
+// first expiration resends only the likely losses and changes nothing.
 func (c *BBR) OnTimeout(s *Snapshot) {
 	now := c.tick()
 	c.readSnapshot(s)
+	if s != nil && s.Timeouts == 1 {
+		return
+	}
 	if !c.anchored {
 		next := int32(0)
 		if s != nil && s.MaxSent >= 0 {
@@ -896,7 +926,8 @@ func (c *BBR) probeLoss(r *bbrRecord) {
 // reports whether it did.
 func (c *BBR) advanceCycle(now int64) bool {
 	elapsed := now - c.cycleStart
-	full := elapsed > c.minRTT
+	phase := max(c.minRTT, int64(bbrMinPhase))
+	full := elapsed > phase
 	in := c.inNetwork()
 	bdp := c.bdp()
 	var next bool
@@ -905,14 +936,14 @@ func (c *BBR) advanceCycle(now int64) bool {
 		// As Linux BBR: until the extra is in flight or a loss shows the
 		// pipe is full; and never beyond two minRTTs, as our in-flight
 		// figure is only an estimate.
-		next = full && (in >= g*bdp || c.lossEvents != c.cycleLoss) || elapsed > 2*c.minRTT ||
+		next = full && (in >= g*bdp || c.lossEvents != c.cycleLoss) || elapsed > 2*phase ||
 			c.room > 0 && in >= bdp+c.room
 	case g < 1:
 		// Long enough to drain the queue the smoothed RTT shows (at
 		// 1-g of the rate), up to three minRTTs; early only if the
 		// flight is down to a BDP and the RTT shows no queue.
-		drain := max(c.minRTT, min(int64(float64(c.srtt-c.minRTT)/(1-g)), 3*c.minRTT))
-		next = elapsed > drain || in <= bdp && !c.queueing()
+		drain := max(phase, min(int64(float64(c.srtt-c.minRTT)/(1-g)), 3*phase))
+		next = elapsed > drain || elapsed > int64(bbrMinPhase) && in <= bdp && !c.queueing()
 	default:
 		next = full
 	}

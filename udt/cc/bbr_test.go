@@ -104,7 +104,7 @@ func TestBBRInitialState(t *testing.T) {
 
 // The first ACK gives the first delivery-rate sample: 16 packets in one
 // RTT. Startup then paces at 2.77 times that (stretched by 16/15 for the
-// engine's packet pairs) with a window of 2.89 BDP plus 20 ms.
+// engine's packet pairs) with a window of 2.89 BDP plus 40 ms.
 func TestBBRFirstSample(t *testing.T) {
 	clk := newFakeClock()
 	c := NewBBR(clk)
@@ -126,7 +126,7 @@ func TestBBRFirstSample(t *testing.T) {
 	if got := c.PacketInterval(); got < wantIv-time.Microsecond || got > wantIv+time.Microsecond {
 		t.Errorf("PacketInterval = %v, want %v", got, wantIv)
 	}
-	if got, want := c.Window(), 2.89*16+160*0.02; !near(got, want) {
+	if got, want := c.Window(), 2.89*16+160*0.04; !near(got, want) {
 		t.Errorf("Window = %v, want %v", got, want)
 	}
 }

@@ -27,11 +27,13 @@ type Snapshot struct {
 	RTT        time.Duration // smoothed round-trip time
 	RTTVar     time.Duration // its variance
 	RecvRate   float64       // smoothed receive rate reported by the peer, packets/s
+	ACKRate    float64       // OnACK: the receive rate in this very ACK (0: none)
 	Bandwidth  float64       // smoothed link capacity reported by the peer, packets/s
 	MaxSent    int32         // highest data sequence number sent so far
 	MSS        int           // negotiated maximum packet size, bytes incl. IP/UDP headers
 	FlowWindow int           // the peer's flow window from the handshake, packets
 	InFlight   int           // packets sent and not yet acknowledged
+	Timeouts   int           // OnTimeout: expirations in a row without progress (1 = the first)
 }
 
 // Controller is a congestion-control algorithm. Methods are called with the
@@ -43,8 +45,10 @@ type Controller interface {
 	// OnLoss is called for every loss report (NAK) before the losses are
 	// queued for retransmission; first is the first lost sequence number.
 	OnLoss(first int32, s *Snapshot)
-	// OnTimeout is called when the EXP timer puts all unacknowledged data
-	// back for retransmission.
+	// OnTimeout is called when the EXP timer puts unacknowledged data back
+	// for retransmission: on the first expiration (Snapshot.Timeouts 1)
+	// only the packet at the ACK point and those reported lost before, on
+	// later ones all of it.
 	OnTimeout(s *Snapshot)
 	// OnSent is called for each data packet handed to the socket.
 	OnSent(seq int32, bytes int, retransmit bool, s *Snapshot)

@@ -734,7 +734,8 @@ func (s *sim) tick(now int64) {
 	}
 }
 
-// simEstimator is libudt's CPktTimeWindow as udt/estimator.go has it.
+// simEstimator is libudt 4.11's CPktTimeWindow (a libudt receiver: our own
+// reports the arrival rate with less bias under jitter).
 type simEstimator struct {
 	arrivals  [16]int64
 	arrIdx    int
