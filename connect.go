@@ -125,8 +125,13 @@ func meet(ctx context.Context, opts *options, conn *net.UDPConn) (*meeting, int)
 	}
 
 	// 4. Attempts on successive slots.
+	// Attempts begun within --wait in which nothing at all came from the
+	// peer do not count: the peer may not have pasted our token yet.
 	start := time.Now()
-	for attempt := 1; attempt <= opts.retries; attempt++ {
+	counted, attempt, heard := 0, 0, false
+	for counted < opts.retries {
+		attempt++
+		counted++
 		// The first attempt leaves 2 s to get ready; later ones take the
 		// very next slot, or two sides an odd number of slots apart
 		// would alternate forever.
@@ -153,6 +158,7 @@ func meet(ctx context.Context, opts *options, conn *net.UDPConn) (*meeting, int)
 		peerAddr := peer.Public
 		how := "rendezvous"
 		controlling := false
+		began := time.Since(start)
 		if !opts.raw {
 			path, err := punch.Punch(ctx, sock, punch.Config{Own: own, Peer: peer, Window: window, Logf: opts.debugf})
 			if err != nil {
@@ -160,6 +166,13 @@ func meet(ctx context.Context, opts *options, conn *net.UDPConn) (*meeting, int)
 					errorf("interrupted")
 					sock.Release()
 					return nil, exitInterrupted
+				}
+				heard = heard || !errors.Is(err, punch.ErrNoPeer)
+				if !heard && began < opts.wait {
+					counted--
+					infof("attempt %d: nothing from your peer yet (has it got your token?); trying again on the next slot",
+						attempt)
+					continue
 				}
 				infof("attempt %d: %v", attempt, err)
 				continue
@@ -182,7 +195,7 @@ func meet(ctx context.Context, opts *options, conn *net.UDPConn) (*meeting, int)
 		sock = punch.NewSocket(c)
 	}
 	sock.Release()
-	errorf("could not connect to %v after %d attempts", peer.Public, opts.retries)
+	errorf("could not connect to %v after %d attempts", peer.Public, attempt)
 	hintf("both sides must run at the same time with each other's token; a symmetric NAT facing a port-restricted or symmetric one cannot be punched directly (p2pcat netcheck shows yours); try again, or reuse a port that worked with --localport")
 	return nil, exitConnect
 }

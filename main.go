@@ -47,7 +47,11 @@ Options:
                       (default: a list of public servers).
     --slot DURATION   Start on multiples of DURATION of internet time
                       (default 10s); 0 starts at once.
-    --retries N       Connection attempts, one per slot (default 6).
+    --retries N       Connection attempts once the peer has been heard
+                      from, one per slot (default 6).
+    --wait DURATION   Keep trying this long while nothing at all comes
+                      from the peer: it may not have your token yet
+                      (default 5m; 0: such attempts count as retries).
     --me FILE         Also write our token to FILE (for scripts).
     -l, --listen      Wait for one UDT client on --localport instead (no
                       tokens, no punching: libudt peers, plain networks).
@@ -78,6 +82,9 @@ Exit status:
     6   authentication or integrity failure (wrong token, tampering)
     130 interrupted
 
+Environment:
+    P2PCAT_TRACE=1    Print the transport's state every 500 ms (diagnostic).
+
 Examples:
     # two terminals on one machine (or two machines, with internet)
     p2pcat recv > copy.tar          # prints its token, asks for the peer's
@@ -105,6 +112,7 @@ type options struct {
 	ntp       listFlag
 	slot      time.Duration
 	retries   int
+	wait      time.Duration
 	me        string
 	cc        string // congestion control: bbr or udt
 	compress  int    // zstd level, 0 = off
@@ -196,7 +204,7 @@ func parseArgs(args []string) (*options, int) {
 		fmt.Fprint(os.Stderr, usage)
 		return nil, exitUsage
 	}
-	opts := &options{mode: args[0], timeout: 30 * time.Second, size: 1 << 30, slot: 10 * time.Second, retries: 6}
+	opts := &options{mode: args[0], timeout: 30 * time.Second, size: 1 << 30, slot: 10 * time.Second, retries: 6, wait: 5 * time.Minute}
 	switch args[0] {
 	case "send", "recv", "cat", "selftest", "netcheck":
 	case "-h", "--help", "-help", "help":
@@ -227,6 +235,7 @@ func parseArgs(args []string) (*options, int) {
 	fs.Var(&opts.ntp, "ntp", "")
 	fs.DurationVar(&opts.slot, "slot", opts.slot, "")
 	fs.IntVar(&opts.retries, "retries", opts.retries, "")
+	fs.DurationVar(&opts.wait, "wait", opts.wait, "")
 	fs.StringVar(&opts.me, "me", "", "")
 	fs.Var(compressFlag{&opts.compress}, "z", "")
 	fs.Var(compressFlag{&opts.compress}, "compress", "")
@@ -322,6 +331,9 @@ func parseArgs(args []string) (*options, int) {
 		return nil, exitUsage
 	case opts.retries < 1:
 		errorf("--retries must be at least 1")
+		return nil, exitUsage
+	case opts.wait < 0:
+		errorf("--wait must not be negative")
 		return nil, exitUsage
 	case cc.New(opts.cc, cc.SystemClock{}) == nil:
 		errorf("unknown --cc %q: want bbr or udt", opts.cc)

@@ -9,13 +9,16 @@ import (
 // token: two peers behind one NAT that does not hairpin can only reach
 // each other there. IPv4 unicast addresses that are not loopback come
 // first; loopback is used only if there is nothing else (a machine with no
-// network, or tests). At most MaxLocals are returned, minus skip.
+// network, or tests): not when the only other address is skip, the public
+// one (a host with no NAT has no separate local path to offer). At most
+// MaxLocals are returned, minus skip.
 func LocalCandidates(port uint16, skip netip.AddrPort) []netip.AddrPort {
 	ifaces, err := net.InterfaceAddrs()
 	if err != nil {
 		return nil
 	}
 	var out, loop []netip.AddrPort
+	skipped := false
 	for _, a := range ifaces {
 		pfx, err := netip.ParsePrefix(a.String())
 		if err != nil {
@@ -27,6 +30,7 @@ func LocalCandidates(port uint16, skip netip.AddrPort) []netip.AddrPort {
 		}
 		ap := netip.AddrPortFrom(ip, port)
 		if ap == skip {
+			skipped = !ip.IsLoopback()
 			continue
 		}
 		if ip.IsLoopback() {
@@ -35,7 +39,7 @@ func LocalCandidates(port uint16, skip netip.AddrPort) []netip.AddrPort {
 		}
 		out = append(out, ap)
 	}
-	if len(out) == 0 {
+	if len(out) == 0 && !skipped {
 		out = loop
 	}
 	if len(out) > MaxLocals {

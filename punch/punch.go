@@ -39,8 +39,14 @@ type Config struct {
 	Logf     func(format string, args ...any)
 }
 
-// ErrNoPath means no candidate answered both ways within the window.
+// ErrNoPath means no candidate answered both ways within the window,
+// though the peer was heard from.
 var ErrNoPath = errors.New("no path to the peer answered within the punching window")
+
+// ErrNoPeer means nothing at all came from the peer within the window: it
+// may not be punching yet (no token from us so far), or its NAT and ours
+// drop each other's probes.
+var ErrNoPeer = errors.New("nothing heard from the peer within the punching window")
 
 // ErrSameToken means both sides hold the same token: they cannot tell who
 // leads.
@@ -128,6 +134,9 @@ func Punch(ctx context.Context, s *Socket, cfg Config) (Path, error) {
 				return Path{Peer: verified, Kind: kind(verified), Authenticated: verifiedAuth, Controlling: true}, nil
 			}
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				if !decided {
+					return Path{}, ErrNoPeer
+				}
 				return Path{}, ErrNoPath
 			}
 			return Path{}, ctx.Err()

@@ -162,14 +162,16 @@ func TestPunchRefusesOwnToken(t *testing.T) {
 	}
 }
 
-// Nobody answers: ErrNoPath when the window ends.
+// Nobody answers: ErrNoPeer (not ErrNoPath: nothing at all was heard,
+// which the caller treats as "the peer may not be there yet") when the
+// window ends.
 func TestPunchNoPeer(t *testing.T) {
 	sa := loopbackSocket(t)
 	ta := tokenFor(sa, true)
 	peer := Token{Public: netip.MustParseAddrPort("127.0.0.1:9")}
 	start := time.Now()
 	_, err := Punch(context.Background(), sa, Config{Own: ta, Peer: peer, Window: 500 * time.Millisecond})
-	if err != ErrNoPath {
+	if err != ErrNoPeer {
 		t.Fatalf("err = %v", err)
 	}
 	if d := time.Since(start); d < 400*time.Millisecond || d > 3*time.Second {
