@@ -297,6 +297,9 @@ type meeting struct {
 	src      *dataFile
 	a, b     peerSpec
 	bAfter   time.Duration // B starts this long after A
+	// aPaste > 0: A is given B's token only this long after B wrote it
+	// (a user who pastes late; B has A's token at once).
+	aPaste   time.Duration
 	timeout  time.Duration // whole run
 	wantFail bool          // both must give up with exit status 3
 	// hooks, called from the watcher (must not block long)
@@ -364,6 +367,7 @@ type meetRun struct {
 	A, B     *side
 	outPath  string
 	tokensAt time.Time // the later token file's mtime: both sides can know both tokens
+	pastedAt atomic.Int64 // meeting.aPaste: when A was given B's token, ns (0: never)
 	bothAt   time.Time // both sides printed "connected to"
 	problems []string
 	rate     string // receiver's MB/s
@@ -411,10 +415,34 @@ func (m meeting) run(t *testing.T) *meetRun {
 	}
 	r.outPath = filepath.Join(dir, "out.bin")
 	defer os.Remove(r.outPath)
-	ctx, cancel := context.WithTimeout(context.Background(), m.timeout+m.bAfter)
+	ctx, cancel := context.WithTimeout(context.Background(), m.timeout+m.bAfter+m.aPaste)
 	defer cancel()
 
-	argv := func(role string, ps peerSpec, me, peer *side) []string {
+	// What A reads as B's token: B's own file, or a copy made aPaste later.
+	aPeerPath := r.B.tokPath
+	if m.aPaste > 0 {
+		aPeerPath = filepath.Join(dir, "b.pasted")
+		go func() {
+			for ctx.Err() == nil {
+				b, err := readFileNow(r.B.tokPath)
+				if err == nil && strings.HasSuffix(string(b), "\n") {
+					select {
+					case <-time.After(m.aPaste):
+					case <-ctx.Done():
+						return
+					}
+					tmp := aPeerPath + ".tmp"
+					if os.WriteFile(tmp, []byte(b), 0o644) == nil && os.Rename(tmp, aPeerPath) == nil {
+						r.pastedAt.Store(time.Now().UnixNano())
+					}
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
+
+	argv := func(role string, ps peerSpec, me *side, peerPath string) []string {
 		stun, ntp := ps.stun, ps.ntp
 		if stun == "" {
 			stun = stund
@@ -424,7 +452,7 @@ func (m meeting) run(t *testing.T) *meetRun {
 		}
 		a := []string{env.p2pcat, role, "-v", "--stun", stun, "--ntp", ntp, "--me", me.tokPath}
 		a = append(a, ps.extra...)
-		return append(a, "@"+peer.tokPath)
+		return append(a, "@"+peerPath)
 	}
 	in, err := os.Open(m.src.path)
 	if err != nil {
@@ -437,7 +465,7 @@ func (m meeting) run(t *testing.T) *meetRun {
 	}
 	defer out.Close()
 
-	r.A.proc = startProc(t, ctx, "A: p2pcat send", r.A.node, argv("send", m.a, r.A, r.B), in, nil)
+	r.A.proc = startProc(t, ctx, "A: p2pcat send", r.A.node, argv("send", m.a, r.A, aPeerPath), in, nil)
 	if m.bAfter > 0 {
 		t.Logf("B starts %v after A", m.bAfter)
 		select {
@@ -448,7 +476,7 @@ func (m meeting) run(t *testing.T) *meetRun {
 	if m.beforeB != nil {
 		m.beforeB(r)
 	}
-	r.B.proc = startProc(t, ctx, "B: p2pcat recv", r.B.node, argv("recv", m.b, r.B, r.A), nil, out)
+	r.B.proc = startProc(t, ctx, "B: p2pcat recv", r.B.node, argv("recv", m.b, r.B, r.A.tokPath), nil, out)
 
 	// The watcher: token files and "connected" lines, as they happen.
 	watchDone := make(chan struct{})

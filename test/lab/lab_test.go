@@ -132,13 +132,6 @@ func TestPunchMatrix(t *testing.T) {
 						args := []string{"--nat-a", a, "--nat-b", b, "--stun", "stund"}
 						src, timeout := env.big, defaultRunTimeout
 						if mode == "impaired" {
-							// Known failing (issue 4 note): connects in
-							// ~3 s, then moves only ~0.2 MB/s through
-							// linkemu's 30/40 ms, ±5 ms, 3 % loss links.
-							// Opt in until the transport is fixed.
-							if os.Getenv("P2PCAT_LAB_IMPAIRED") != "1" {
-								t.Skip("impaired transfers are opt-in (P2PCAT_LAB_IMPAIRED=1): known slow, see issue 4")
-							}
 							args = append(args, impaired...)
 							src, timeout = env.small, impairedRunTimeout
 						}
@@ -253,7 +246,7 @@ func checkBar(t *testing.T, figs []figure) {
 }
 
 // TestUnpunchable: the three pairs that cannot be punched directly end
-// after --retries 2 with exit status 3 and a hint that names the cause.
+// after --retries 2 (--wait 0) with exit status 3 and a hint that names the cause.
 func TestUnpunchable(t *testing.T) {
 	requireEnv(t)
 	hintRE := regexp.MustCompile(`(?m)^p2pcat: hint: .*$`)
@@ -261,7 +254,10 @@ func TestUnpunchable(t *testing.T) {
 		a, b := p[0], p[1]
 		t.Run(a+"_to_"+b, func(t *testing.T) {
 			labUp(t, "--nat-a", a, "--nat-b", b, "--stun", "stund")
-			retries := peerSpec{extra: []string{"--retries", "2"}}
+			// --wait 0: attempts that hear nothing count (both sides of
+			// an unpunchable pair hear nothing, like a peer without our
+			// token).
+			retries := peerSpec{extra: []string{"--retries", "2", "--wait", "0"}}
 			r := meeting{src: env.small, a: retries, b: retries, wantFail: true, timeout: 90 * time.Second}.run(t)
 			for _, s := range []*side{r.A, r.B} {
 				e := s.proc.stderr()
@@ -429,6 +425,30 @@ func TestLateToken(t *testing.T) {
 	}
 	if s, ok := r.connectSecs(); ok && s > connectBar.Seconds() {
 		t.Errorf("connected %.1fs after both tokens were known; the bar is %v", s, connectBar)
+	}
+}
+
+// TestLatePaste: B has A's token at once and starts punching; A's user
+// pastes B's token only 63 s later (B's first attempts hear nothing and,
+// with the default --wait, do not use up its retries). They must still
+// connect, within the bar of test 2 from the paste.
+func TestLatePaste(t *testing.T) {
+	requireEnv(t)
+	const late = 63 * time.Second
+	labUp(t, "--stun", "stund")
+	r := meeting{src: env.small, aPaste: late, timeout: defaultRunTimeout}.run(t)
+	if !r.A.conn.ok || !r.B.conn.ok {
+		t.Fatalf("did not connect")
+	}
+	pasted := r.pastedAt.Load()
+	if pasted == 0 {
+		t.Fatalf("the test never gave A the token")
+	}
+	secs := r.bothAt.Sub(time.Unix(0, pasted)).Seconds()
+	t.Logf("connected %.1fs after A's late paste (%v after B had A's token); B's attempts: %d",
+		secs, late, strings.Count(r.B.proc.stderr(), "nothing from your peer yet"))
+	if secs > connectBar.Seconds() {
+		t.Errorf("connected %.1fs after the paste; the bar is %v", secs, connectBar)
 	}
 }
 
