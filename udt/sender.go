@@ -83,6 +83,7 @@ func (s *sender) init(isn int32, size, payload, flowWindow, mss int, ctl cc.Cont
 	s.flowWindow = flowWindow
 	s.cc = ctl
 	s.rtt, s.rttVar = int64(initialRTT), int64(initialRTTVar)
+	s.expCount = 1
 	s.recvRate, s.bandwidth = 16, 1
 	s.snap.MSS = mss
 	s.snap.FlowWindow = flowWindow
@@ -313,16 +314,17 @@ func (s *sender) onTimeout() int {
 	if n == 0 || s.losses > 0 {
 		return 0
 	}
+	count := max(s.expCount, 1) // 1: the first expiration (also before any ACK)
 	resent := 0
 	for off := 0; off < n; off++ {
 		p := (s.ackPos + off) & s.mask
-		if off == 0 || s.expCount > 1 || s.naked[p] {
+		if off == 0 || count > 1 || s.naked[p] {
 			s.lost[p] = true
 			resent++
 		}
 	}
 	s.losses, s.lossHint = resent, 0
-	s.snap.Timeouts = s.expCount
+	s.snap.Timeouts = count
 	s.cc.OnTimeout(s.snapshot())
 	s.snap.Timeouts = 0
 	return resent

@@ -294,9 +294,9 @@ type peerSpec struct {
 // meeting is p2pcat send in peerA -> p2pcat recv in peerB, tokens through
 // files (--me FILE and PEER @FILE), default slots.
 type meeting struct {
-	src      *dataFile
-	a, b     peerSpec
-	bAfter   time.Duration // B starts this long after A
+	src    *dataFile
+	a, b   peerSpec
+	bAfter time.Duration // B starts this long after A
 	// aPaste > 0: A is given B's token only this long after B wrote it
 	// (a user who pastes late; B has A's token at once).
 	aPaste   time.Duration
@@ -366,9 +366,9 @@ type meetRun struct {
 	dir      string
 	A, B     *side
 	outPath  string
-	tokensAt time.Time // the later token file's mtime: both sides can know both tokens
+	tokensAt time.Time    // the later token file's mtime: both sides can know both tokens
 	pastedAt atomic.Int64 // meeting.aPaste: when A was given B's token, ns (0: never)
-	bothAt   time.Time // both sides printed "connected to"
+	bothAt   time.Time    // both sides printed "connected to"
 	problems []string
 	rate     string // receiver's MB/s
 	note     string // for the summary
