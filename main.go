@@ -467,6 +467,8 @@ func copyStream(ctx context.Context, opts *options, conn *udt.Conn, keys stream.
 	}
 	done := make(chan result, 1)
 	start := time.Now()
+	stopTrace := startTrace(conn)
+	defer stopTrace()
 	bufSize := 45 * conn.PayloadSize() // whole packets: no short ones mid-stream
 	go func() {
 		var r result

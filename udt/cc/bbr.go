@@ -161,11 +161,13 @@ type BBR struct {
 	deliveredAt int64 // when delivered last advanced, ns
 	firstTx     int64 // send time of the newest packet acknowledged, ns
 	lastSend    int64 // last OnSent of a new packet, ns (-1: none yet)
+	firstSend   int64 // first OnSent of a new packet, ns (-1: none yet)
 	lastCtl     int64 // last ACK or NAK, ns
 	appLimited  int64 // packets sent until delivered reaches this are app-limited
 
 	// Model.
 	bw       float64 // btlbw, packets/s (0: no sample yet)
+	roundBw  float64 // btlbw when the current round began
 	bwSlots  [bbrBwRounds]bbrBwSlot
 	minRTT   int64 // ns (0: none yet)
 	minRTTAt int64 // when minRTT was last set, ns
@@ -222,6 +224,10 @@ type BBR struct {
 	recoveryEnd  int32
 	recoveryCwnd float64
 
+	// Delivery over a long window (deliveryCap).
+	dmarks  [bbrDeliveryMarks]bbrDeliveryMark
+	dmarkIx int
+
 	// Outputs.
 	cwnd      float64 // window before the packets behind a hole
 	modelCwnd float64 // the model's window, ignoring ProbeRTT and recovery
@@ -276,6 +282,13 @@ const (
 	recAppLimited // sent while app-limited
 	recProbe      // sent while ProbeBW probed up
 )
+
+// bbrDeliveryMark is the delivered count at an ACK that moved the ACK
+// point.
+type bbrDeliveryMark struct {
+	at        int64 // ns (0: empty)
+	delivered int64
+}
 
 type bbrBwSlot struct {
 	round int64
@@ -332,6 +345,15 @@ const (
 	bbrAppGapMin       = 4 * time.Millisecond
 	bbrAppGapCtl       = time.Millisecond
 
+	// The receiver's arrival rate counts only up to bbrDeliveryCapGain
+	// (1.5 pacing gains in Startup) times what the cumulative ACKs delivered over the last two minRTTs
+	// (at least bbrDeliveryWindow). libudt's receiver reports up to 10^6
+	// packets/s when packets come bunched, and a sender that believed it
+	// would flood the path.
+	bbrDeliveryMarks   = 64
+	bbrDeliveryWindow  = 100 * time.Millisecond
+	bbrDeliveryCapGain = 2.0
+
 	bbrMaxRate     = 1e8 // packets/s: beyond any link; keeps products finite
 	bbrMaxInterval = time.Second
 	bbrMaxRTT      = int64(time.Minute)
@@ -346,7 +368,7 @@ func NewBBR(clk Clock) *BBR {
 	if clk == nil {
 		clk = SystemClock{}
 	}
-	c := &BBR{clk: clk, epoch: clk.Now(), lastSend: -1}
+	c := &BBR{clk: clk, epoch: clk.Now(), lastSend: -1, firstSend: -1}
 	c.enterStartup()
 	c.update()
 	return c
@@ -443,6 +465,9 @@ func (c *BBR) OnSent(seq int32, bytes int, retransmit bool, s *Snapshot) {
 		}
 	}
 	c.lastSend = now
+	if c.firstSend < 0 {
+		c.firstSend = now
+	}
 	flags := uint8(recValid)
 	if c.appLimited > c.delivered {
 		flags |= recAppLimited
@@ -518,6 +543,7 @@ func (c *BBR) OnACK(ack int32, s *Snapshot) {
 	c.lastAck = ack
 	c.delivered += int64(d)
 	c.deliveredAt = now
+	c.markDelivered(now)
 	if c.acks < bbrSRTTWarm {
 		c.acks++
 	} else if c.srtt > 0 {
@@ -664,8 +690,20 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 		// The receiver cannot see more than we sent (its report may be
 		// about the previous phase, so the probing gain at least): a
 		// larger figure is a measurement artefact, not bandwidth.
-		if c.bw > 0 {
+		if ref := c.roundBw; ref > 0 {
+			// Relative to btlbw when the round began: per ACK, the
+			// cap would compound (2.77^11 in 110 ms of Startup).
+			b = min(b, max(c.pacingGain, bbrGainCycle[0])*ref)
+		} else if c.bw > 0 {
 			b = min(b, max(c.pacingGain, bbrGainCycle[0])*c.bw)
+		} else if c.firstSend >= 0 && now > c.firstSend {
+			// No model yet: at most what we have sent so far, per
+			// second, times the gain.
+			sent := float64(seqno.Off(c.lastAck, c.nextSeq)) + float64(c.delivered)
+			b = min(b, c.pacingGain*sent*1e9/float64(max(now-c.firstSend, c.minRTT)))
+		}
+		if dc := c.deliveryCap(now); dc > 0 {
+			b = min(b, dc)
 		}
 		sample = max(sample, b)
 	}
@@ -683,6 +721,41 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 			c.bw = sample
 		}
 	}
+}
+
+// markDelivered remembers the delivered count, one mark per 10 ms at most.
+func (c *BBR) markDelivered(now int64) {
+	last := &c.dmarks[(c.dmarkIx+bbrDeliveryMarks-1)%bbrDeliveryMarks]
+	if last.at != 0 && now-last.at < int64(10*time.Millisecond) {
+		last.delivered = c.delivered
+		return
+	}
+	c.dmarks[c.dmarkIx] = bbrDeliveryMark{at: now, delivered: c.delivered}
+	c.dmarkIx = (c.dmarkIx + 1) % bbrDeliveryMarks
+}
+
+// deliveryCap is the most the receiver's arrival rate may count for:
+// bbrDeliveryCapGain times the rate the ACKs delivered over the last
+// max(2 minRTT, bbrDeliveryWindow), or 0 (no cap) while there is not
+// half that much history.
+func (c *BBR) deliveryCap(now int64) float64 {
+	w := max(2*c.minRTT, int64(bbrDeliveryWindow))
+	var from *bbrDeliveryMark
+	for i := 1; i <= bbrDeliveryMarks; i++ {
+		m := &c.dmarks[(c.dmarkIx-i+2*bbrDeliveryMarks)%bbrDeliveryMarks]
+		if m.at == 0 {
+			break
+		}
+		from = m
+		if now-m.at >= w {
+			break
+		}
+	}
+	if from == nil || now-from.at < w/2 {
+		return 0
+	}
+	gain := max(bbrDeliveryCapGain, 1.5*c.pacingGain) // Startup grows 2.77x per round
+	return gain * float64(c.delivered-from.delivered) * 1e9 / float64(now-from.at)
 }
 
 // clean reports whether a sample from r counts only packets that arrived
@@ -733,6 +806,7 @@ func (c *BBR) startupLossLimit() float64 {
 func (c *BBR) startRound(now int64) {
 	c.round++
 	c.roundStart = true
+	c.roundBw = c.bw
 	c.roundEnd = c.nextSeq
 	c.roundAt = now
 	total := c.sentRound + c.lostRound

@@ -478,3 +478,31 @@ func FuzzBBR(f *testing.F) {
 		}
 	})
 }
+
+// A libudt receiver reports up to 10^6 packets/s when packets come
+// bunched. Without a model the figure counts only up to what was sent per
+// second (times the gain); within a round, ACK after ACK, it cannot
+// compound beyond the gain times btlbw at the round's start.
+func TestBBRDistrustsHugeRecvRate(t *testing.T) {
+	clk := newFakeClock()
+	c := NewBBR(clk)
+	s := &Snapshot{RTT: 100 * time.Millisecond, RecvRate: 1e6, ACKRate: 1e6, MSS: 1500}
+	for i := range int32(16) {
+		c.OnSent(isn+i, 1456, false, s)
+	}
+	clk.Advance(100 * time.Millisecond)
+	s.MaxSent = isn + 15
+	c.OnACK(isn+1, s)
+	_, bw0, _ := c.State()
+	if bw0 <= 0 || bw0 > 2.77*16/0.1*1.01 {
+		t.Fatalf("first sample: btlbw %v, want at most %v (16 packets in 100 ms, times 2.77)", bw0, 2.77*16/0.1)
+	}
+	// Ten more ACKs 10 ms apart in the same round, each claiming 10^6.
+	for i := int32(2); i <= 11; i++ {
+		clk.Advance(10 * time.Millisecond)
+		c.OnACK(isn+i, s)
+	}
+	if _, bw, _ := c.State(); bw > 2.77*bw0*1.01 {
+		t.Fatalf("after ten ACKs in one round: btlbw %v, more than 2.77 x %v", bw, bw0)
+	}
+}
