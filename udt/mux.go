@@ -91,23 +91,19 @@ func (m *mux) release() {
 	m.sock.wake()
 	<-m.done
 	m.sock.resetDeadline()
+	m.sock.release()
 }
 
 func (m *mux) readLoop() {
 	defer close(m.done)
-	// One spare byte per buffer: a datagram that fills it was truncated.
-	const bufLen = maxDatagram + 1
-	store := make([]byte, batchSize*bufLen)
-	bufs := make([][]byte, batchSize)
-	for i := range bufs {
-		bufs[i] = store[i*bufLen : (i+1)*bufLen]
-	}
-	sizes := make([]int, batchSize)
+	// Views into the socket's own buffers: a coalesced (GRO) read comes
+	// back split into its datagrams, batchSize of them per round.
+	dgrams := make([][]byte, batchSize)
 	addrs := make([]netip.AddrPort, batchSize)
 	var touched []*Conn
 	failures := 0
 	for {
-		n, err := m.sock.readBatch(bufs, sizes, addrs)
+		n, err := m.sock.readBatch(dgrams, addrs)
 		if m.stop.Load() {
 			return
 		}
@@ -131,7 +127,7 @@ func (m *mux) readLoop() {
 		failures = 0
 		conns := *m.conns.Load()
 		for i := 0; i < n; i++ {
-			if c := m.dispatch(bufs[i][:sizes[i]], addrs[i], conns); c != nil && !c.dirty {
+			if c := m.dispatch(dgrams[i], addrs[i], conns); c != nil && !c.dirty {
 				c.dirty = true
 				touched = append(touched, c)
 			}

@@ -3,6 +3,7 @@ package udt
 import (
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 )
 
@@ -39,10 +40,21 @@ type addrPortConn interface {
 }
 
 // batchIO is a platform fast path that moves several datagrams per system
-// call (recvmmsg/sendmmsg on Linux).
+// call (recvmmsg/sendmmsg on Linux, with UDP GSO and GRO where the kernel
+// has them).
 type batchIO interface {
-	readBatch(bufs [][]byte, sizes []int, addrs []netip.AddrPort) (int, error)
+	// readBatch reads at least one datagram and sets dgrams[i] to views of
+	// up to len(dgrams) of them in buffers of its own, valid until the next
+	// call; addrs[i] is the source of dgrams[i]. A datagram it had to cut
+	// short comes back longer than maxDatagram or empty, for the caller to
+	// drop.
+	readBatch(dgrams [][]byte, addrs []netip.AddrPort) (int, error)
+	// writeBatch sends bufs, all to one peer, and returns how many went
+	// out. Only one writeBatch runs at a time per batchIO.
 	writeBatch(bufs [][]byte, to netip.AddrPort) (int, error)
+	// release undoes socket options it set (UDP GRO) once reading is over,
+	// so that whoever reads the PacketConn next gets plain datagrams.
+	release()
 }
 
 // socket is the seam between the engine and the PacketConn it was handed:
@@ -52,19 +64,28 @@ type socket struct {
 	pc    net.PacketConn
 	ap    addrPortConn // nil if pc lacks the netip methods
 	batch batchIO      // nil if no fast path
+	rbuf  []byte       // read buffer of the one-datagram path
+
+	wmu sync.Mutex // serialises writeBatch: sockets are shared by a listener's connections
 }
 
 func newSocket(pc net.PacketConn) *socket {
 	s := &socket{pc: pc}
 	s.ap, _ = pc.(addrPortConn)
 	s.batch = newBatchIO(pc)
+	if s.batch == nil {
+		// One spare byte: a datagram that fills it was truncated.
+		s.rbuf = make([]byte, maxDatagram+1)
+	}
 	return s
 }
 
-// readBatch reads at least one datagram, at most len(bufs).
-func (s *socket) readBatch(bufs [][]byte, sizes []int, addrs []netip.AddrPort) (int, error) {
+// readBatch reads at least one datagram and returns views of up to
+// len(dgrams) of them, valid until the next call, in dgrams and their
+// sources in addrs. Only one goroutine (the mux's reader) calls it.
+func (s *socket) readBatch(dgrams [][]byte, addrs []netip.AddrPort) (int, error) {
 	if s.batch != nil {
-		return s.batch.readBatch(bufs, sizes, addrs)
+		return s.batch.readBatch(dgrams, addrs)
 	}
 	var (
 		n   int
@@ -72,10 +93,10 @@ func (s *socket) readBatch(bufs [][]byte, sizes []int, addrs []netip.AddrPort) (
 		err error
 	)
 	if s.ap != nil {
-		n, ap, err = s.ap.ReadFromUDPAddrPort(bufs[0])
+		n, ap, err = s.ap.ReadFromUDPAddrPort(s.rbuf)
 	} else {
 		var a net.Addr
-		n, a, err = s.pc.ReadFrom(bufs[0])
+		n, a, err = s.pc.ReadFrom(s.rbuf)
 		if err == nil {
 			var e endpoint
 			e, err = newEndpoint(a)
@@ -85,7 +106,7 @@ func (s *socket) readBatch(bufs [][]byte, sizes []int, addrs []netip.AddrPort) (
 	if err != nil {
 		return 0, err
 	}
-	sizes[0] = n
+	dgrams[0] = s.rbuf[:n]
 	addrs[0] = normAddrPort(ap)
 	return 1, nil
 }
@@ -102,9 +123,14 @@ func (s *socket) write(b []byte, to *endpoint) error {
 }
 
 // writeBatch sends all of bufs to one peer and returns how many went out.
+// Runs of full-size packets that lie back to back in memory may leave as
+// one GSO send.
 func (s *socket) writeBatch(bufs [][]byte, to *endpoint) (int, error) {
 	if s.batch != nil {
-		return s.batch.writeBatch(bufs, to.ap)
+		s.wmu.Lock()
+		n, err := s.batch.writeBatch(bufs, to.ap)
+		s.wmu.Unlock()
+		return n, err
 	}
 	for i, b := range bufs {
 		if err := s.write(b, to); err != nil {
@@ -112,6 +138,14 @@ func (s *socket) writeBatch(bufs [][]byte, to *endpoint) (int, error) {
 		}
 	}
 	return len(bufs), nil
+}
+
+// release hands the PacketConn back in the state it came: the mux's
+// reader has stopped.
+func (s *socket) release() {
+	if s.batch != nil {
+		s.batch.release()
+	}
 }
 
 // wake unblocks a pending read so that the reader can notice it should stop.
