@@ -31,9 +31,10 @@ type rateMark struct {
 }
 
 const (
-	rateMarks      = 32                    // full ACKs remembered: 320 ms at one per SYN
-	rateMinPackets = 16                    // a rate spans at least this many packets
-	rateMinSpan    = 20 * time.Millisecond // and at least this long
+	rateMarks      = 32                     // full ACKs remembered: 320 ms at one per SYN
+	rateMinPackets = 16                     // a rate spans at least this many packets
+	rateMinSpan    = 20 * time.Millisecond  // and at least this long
+	rateMaxSpan    = 100 * time.Millisecond // or as long as an RTT, up to this
 )
 
 func (e *estimator) init() {
@@ -81,16 +82,25 @@ const maxReportedRate = 1_000_000
 //
 // The rate is the packets that arrived between an earlier mark and now over
 // the time between the two arrivals the marks name, from the latest mark
-// that is at least rateMinPackets and rateMinSpan back. libudt 4.11 instead
-// averages the last 16 packet intervals that lie within a factor of 8 of
-// their median. That band drops the short intervals jitter makes (a delayed
+// that is at least rateMinPackets and minSpan back (at least rateMinSpan).
+// The receiver passes its RTT, up to rateMaxSpan: arrival times are read
+// times, and a reader held up by the scheduler finds a backlog that it
+// reads a batch at a time, so the count at a read lags the arrivals by up
+// to a batch (7.7 ms of a 100 Mbit/s link) and a short span errs by
+// several per cent either way, and a sender that keeps the largest of its recent samples (BBR's
+// max filter) then believes in a link some 5 % faster than it is and
+// overflows its queue. Over a round trip the error is a fifth of that,
+// and a rate probe that lasts a round trip is still seen whole.
+// libudt 4.11 instead averages the last 16 packet intervals that lie
+// within a factor of 8 of their median. That band drops the short intervals jitter makes (a delayed
 // packet releases the ones queued behind it at once) and keeps the long
 // ones: under ±5 ms of jitter at a few hundred packets/s it reports a third
 // less than arrived, and a sender that believes it (ours does) slows down
 // round after round. Sixteen intervals are also too few to see through the
 // bunching of batched forwarding (and of recvmmsg): over 20 ms and more,
 // bunches average out.
-func (e *estimator) recvRate() int32 {
+func (e *estimator) recvRate(minSpan time.Duration) int32 {
+	minSpan = max(minSpan, rateMinSpan)
 	var rate int32
 	for i := 1; i < rateMarks; i++ {
 		m := &e.marks[(e.markIdx-i+rateMarks)%rateMarks]
@@ -98,7 +108,7 @@ func (e *estimator) recvRate() int32 {
 			break
 		}
 		n, span := e.count-m.count, e.lastArr-m.at
-		if n >= rateMinPackets && span >= int64(rateMinSpan) {
+		if n >= rateMinPackets && span >= int64(minSpan) {
 			rate = rateFrom(n, span)
 			break
 		}

@@ -61,6 +61,11 @@ func bunchedArrivals(rate float64, batches, size int, start int64, spread time.D
 // already confirmed ACK is not sent: the receiver's full ACK and its
 // rate mark only happen while data arrives).
 func driveEstimator(arrivals []int64, tick, phase, tail time.Duration, onlyFresh bool) []rateReport {
+	return driveEstimatorSpan(arrivals, tick, phase, tail, onlyFresh, rateMinSpan)
+}
+
+// driveEstimatorSpan is driveEstimator with recvRate's minimum span.
+func driveEstimatorSpan(arrivals []int64, tick, phase, tail time.Duration, onlyFresh bool, span time.Duration) []rateReport {
 	var e estimator
 	e.init()
 	var out []rateReport
@@ -76,7 +81,7 @@ func driveEstimator(arrivals []int64, tick, phase, tail time.Duration, onlyFresh
 			continue
 		}
 		fresh = false
-		out = append(out, rateReport{at: now, rate: e.recvRate()})
+		out = append(out, rateReport{at: now, rate: e.recvRate(span)})
 	}
 	return out
 }
@@ -275,7 +280,7 @@ func TestRecvRateNeedsEnough(t *testing.T) {
 		var e estimator
 		e.init()
 		for i := 0; i < 3; i++ {
-			if r := e.recvRate(); r != 0 {
+			if r := e.recvRate(rateMinSpan); r != 0 {
 				t.Errorf("recvRate with no arrival = %d, want 0", r)
 			}
 		}
@@ -299,5 +304,61 @@ func TestRecvRateCap(t *testing.T) {
 	}
 	if !seen {
 		t.Errorf("no report at the cap %d: %v", maxReportedRate, reports)
+	}
+}
+
+// lateReadArrivals returns the times at which a reader stamps n packets
+// that arrive at rate packets/s from start: it wakes for the first packet
+// not yet read after a delay uniform in [0, maxDelay) (the scheduler, a
+// busy core) and stamps up to batch packets that have arrived by then with
+// that instant, as a recvmmsg batch is stamped; if more are waiting, the
+// next read follows 50 µs later. The backlog left behind a full batch
+// makes the count at a read lag the arrivals by up to a batch.
+func lateReadArrivals(rng *rand.Rand, rate float64, n, batch int, start int64, maxDelay time.Duration) []int64 {
+	arr := make([]int64, n)
+	at := func(i int) int64 { return start + int64(float64(i)*1e9/rate) }
+	read := int64(0)
+	for i := 0; i < n; {
+		if at(i) > read {
+			read = at(i) + int64(rng.Float64()*float64(maxDelay))
+		} else {
+			read += int64(50 * time.Microsecond)
+		}
+		for k := 0; k < batch && i < n && at(i) <= read; k++ {
+			arr[i] = read
+			i++
+		}
+	}
+	return arr
+}
+
+// TestRecvRateLateReads: packets arrive at exactly 8333/s (100 Mbit/s of
+// 1500-byte packets) but are stamped when a reader that wakes up to 12 ms
+// late gets to them, at most a batch (64) per read. A sender keeps the largest of its recent samples, so
+// what matters is the worst report: over an RTT-long span (the receiver
+// passes its RTT, here 100 ms) every report is within 2.5 % of the true
+// rate; over the shortest span, 20 ms, reports are several times further
+// off (which is what made BBR overflow the queue of lab scenario c).
+func TestRecvRateLateReads(t *testing.T) {
+	const rate = 8333.0
+	arr := lateReadArrivals(rand.New(rand.NewPCG(3, 9)), rate, int(5*rate), batchSize, estStart, 12*time.Millisecond)
+	from := arr[0] + int64(300*time.Millisecond)
+	var worst [2]float64
+	for i, span := range []time.Duration{rateMaxSpan, rateMinSpan} {
+		reports := driveEstimatorSpan(arr, synInterval, 1300*time.Microsecond, 0, false, span)
+		hi := 0.0
+		for _, r := range reports {
+			if r.at >= from {
+				hi = max(hi, math.Abs(float64(r.rate)-rate)/rate)
+			}
+		}
+		worst[i] = hi
+		t.Logf("span %v: worst report %.1f %% off", span, 100*hi)
+	}
+	if worst[0] > 0.025 {
+		t.Errorf("span %v: a report is %.1f %% off, want within 2.5 %%", rateMaxSpan, 100*worst[0])
+	}
+	if worst[1] < 2*worst[0] {
+		t.Errorf("span %v errs %.1f %%, span %v %.1f %%: the longer span should err far less", rateMinSpan, 100*worst[1], rateMaxSpan, 100*worst[0])
 	}
 }

@@ -3,6 +3,7 @@ package udt
 import (
 	"io"
 	"sync"
+	"time"
 
 	"github.com/p2pcat/p2pcat/udt/internal/seqno"
 	"github.com/p2pcat/p2pcat/udt/internal/wire"
@@ -172,7 +173,7 @@ func (r *receiver) appendFullACK(b []byte, dst uint32, now int64, force bool) []
 		RTT:      int32(r.rtt / 1000),
 		RTTVar:   int32(r.rttVar / 1000),
 		Avail:    int32(r.lastAvail),
-		RecvRate: r.est.recvRate(),
+		RecvRate: r.est.recvRate(min(time.Duration(r.rtt), rateMaxSpan)),
 		Capacity: r.est.capacity(),
 		Fields:   6,
 	}
