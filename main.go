@@ -176,6 +176,7 @@ func (o *options) udtConfig() *udt.Config {
 		// flows (~37 MB each way at full use).
 		FlowWindow: 25600,
 		SendBuffer: 25600,
+		Logf:       traceLogf(),
 	}
 }
 

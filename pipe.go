@@ -227,6 +227,18 @@ func humanBytes(n int64) string {
 // startTrace prints the connection's transport state to stderr every
 // 500 ms when P2PCAT_TRACE is set (a diagnostic, see ENVIRONMENT in the
 // manual page).
+// traceLogf returns the UDT engine's debug log (connection, timeouts)
+// for P2PCAT_TRACE, nil without it.
+func traceLogf() func(string, ...any) {
+	if os.Getenv("P2PCAT_TRACE") == "" {
+		return nil
+	}
+	start := time.Now()
+	return func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "p2pcat: trace %6.1fs %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+}
+
 func startTrace(conn *udt.Conn) func() {
 	if os.Getenv("P2PCAT_TRACE") == "" {
 		return func() {}

@@ -49,6 +49,14 @@ import (
 //     at max(pacing_gain, 1.25) × btlbw: the receiver cannot see more than
 //     we sent, so a larger figure is a measurement artefact.
 //
+// A receiver whose figure is, after Startup, more than 4 times both what
+// we sent over the last two minRTTs and btlbw, three times, is not
+// believed again: libudt's receiver (a median over 16 packet intervals)
+// reports up to 10^6 packets/s when packets come bunched, and inflated
+// figures that pass the caps below. From then on the second sample is what
+// the cumulative ACKs delivered over max(4 minRTT, 400 ms), at most the
+// gain times btlbw at the round's start.
+//
 // The engine smooths the receive rate (7/8 per ACK), so it lags by some
 // eight ACKs: on lossy paths Startup grows by about 1.8 instead of 2 per
 // round, and a probe reveals only part of any new bandwidth. The link
@@ -227,6 +235,12 @@ type BBR struct {
 	// Delivery over a long window (deliveryCap).
 	dmarks  [bbrDeliveryMarks]bbrDeliveryMark
 	dmarkIx int
+	sentAll int64 // packets handed to the network, retransmissions included
+
+	// The receiver's arrival rate is not believed once it has claimed
+	// far more than was sent (see sampleBandwidth).
+	artefacts     int
+	recvUntrusted bool
 
 	// Outputs.
 	cwnd      float64 // window before the packets behind a hole
@@ -288,6 +302,7 @@ const (
 type bbrDeliveryMark struct {
 	at        int64 // ns (0: empty)
 	delivered int64
+	sent      int64 // sentAll then
 }
 
 type bbrBwSlot struct {
@@ -350,9 +365,15 @@ const (
 	// (at least bbrDeliveryWindow). libudt's receiver reports up to 10^6
 	// packets/s when packets come bunched, and a sender that believed it
 	// would flood the path.
-	bbrDeliveryMarks   = 64
+	bbrDeliveryMarks   = 128
 	bbrDeliveryWindow  = 100 * time.Millisecond
 	bbrDeliveryCapGain = 2.0
+	// The receiver's arrival rate is an artefact when it is more than
+	// bbrArtefactGain times what we sent over that window; after
+	// bbrArtefacts of those it is ignored for good.
+	bbrArtefactGain    = 4.0
+	bbrArtefacts       = 3
+	bbrUntrustedWindow = 400 * time.Millisecond
 
 	bbrMaxRate     = 1e8 // packets/s: beyond any link; keeps products finite
 	bbrMaxInterval = time.Second
@@ -422,6 +443,7 @@ func (c *BBR) OnSent(seq int32, bytes int, retransmit bool, s *Snapshot) {
 			c.anchor(seq, seq)
 		}
 	}
+	c.sentAll++
 	r := &c.ring[seq&bbrRingMask]
 	if retransmit {
 		known := r.seq == seq && r.flags&recValid != 0
@@ -656,7 +678,11 @@ func (c *BBR) Window() float64 { return c.cwnd + float64(c.hidden) }
 // State reports the state machine's state and the model, for diagnostics:
 // state name, btlbw (packets/s), minRTT.
 func (c *BBR) State() (state string, btlbw float64, minRTT time.Duration) {
-	return c.state.String(), c.bw, time.Duration(c.minRTT)
+	state = c.state.String()
+	if c.recvUntrusted {
+		state += "(no-recv-rate)"
+	}
+	return state, c.bw, time.Duration(c.minRTT)
 }
 
 // updateMinRTT feeds an RTT sample to the 10 s min filter.
@@ -686,7 +712,39 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 			sample = float64(n) * 1e9 / float64(iv)
 		}
 	}
-	if b := c.recvRate; b > 0 {
+	if b := c.recvRate; b > 0 && !c.recvUntrusted && c.filled {
+		// (Not in Startup: a libudt receiver's median over 16 packet
+		// intervals honestly shows the line rate of the unpaced first
+		// flights.)
+		// (Nor when we just sent little, as after a timeout: a libudt
+		// receiver's figure may be older than that. It must also be
+		// far beyond the model.)
+		if _, sent, ok := c.deliveryRates(now); ok && b > bbrArtefactGain*max(sent, c.bw) {
+			// Far more than we sent: libudt's receiver, fed packets in
+			// bunches, reports up to 10^6 packets/s, and its figures are
+			// inflated even when they look plausible. Capped or not, a
+			// sender that follows them floods the path; after a few
+			// such reports, stop listening to them.
+			if c.artefacts++; c.artefacts >= bbrArtefacts {
+				c.recvUntrusted = true
+			}
+		}
+	}
+	if c.recvUntrusted {
+		// Without the receiver's figure: what the cumulative ACKs
+		// delivered over the last max(4 minRTT, 400 ms), long enough
+		// to average over the stalls and jumps of the ACK point (a
+		// libudt receiver never repeats a NAK: a lost retransmission
+		// holds the ACK point until our EXP, 300 ms or more). A window
+		// that ends on a jump still counts more than arrived in it:
+		// within a round, no more than the gain times btlbw at its start.
+		if d, _, ok := c.deliveryRatesOver(now, max(4*c.minRTT, int64(bbrUntrustedWindow))); ok {
+			if ref := c.roundBw; ref > 0 {
+				d = min(d, max(c.pacingGain, bbrGainCycle[0])*ref)
+			}
+			sample = max(sample, d)
+		}
+	} else if b := c.recvRate; b > 0 {
 		// The receiver cannot see more than we sent (its report may be
 		// about the previous phase, so the probing gain at least): a
 		// larger figure is a measurement artefact, not bandwidth.
@@ -727,19 +785,23 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 func (c *BBR) markDelivered(now int64) {
 	last := &c.dmarks[(c.dmarkIx+bbrDeliveryMarks-1)%bbrDeliveryMarks]
 	if last.at != 0 && now-last.at < int64(10*time.Millisecond) {
-		last.delivered = c.delivered
+		last.delivered, last.sent = c.delivered, c.sentAll
 		return
 	}
-	c.dmarks[c.dmarkIx] = bbrDeliveryMark{at: now, delivered: c.delivered}
+	c.dmarks[c.dmarkIx] = bbrDeliveryMark{at: now, delivered: c.delivered, sent: c.sentAll}
 	c.dmarkIx = (c.dmarkIx + 1) % bbrDeliveryMarks
 }
 
-// deliveryCap is the most the receiver's arrival rate may count for:
-// bbrDeliveryCapGain times the rate the ACKs delivered over the last
-// max(2 minRTT, bbrDeliveryWindow), or 0 (no cap) while there is not
-// half that much history.
-func (c *BBR) deliveryCap(now int64) float64 {
-	w := max(2*c.minRTT, int64(bbrDeliveryWindow))
+// deliveryRates returns the rate at which the cumulative ACKs delivered
+// packets and the rate at which packets were sent (retransmissions
+// included), both over the last max(2 minRTT, bbrDeliveryWindow), or
+// ok false while there is not half that much history.
+func (c *BBR) deliveryRates(now int64) (delivered, sent float64, ok bool) {
+	return c.deliveryRatesOver(now, max(2*c.minRTT, int64(bbrDeliveryWindow)))
+}
+
+// deliveryRatesOver is deliveryRates over the last w ns.
+func (c *BBR) deliveryRatesOver(now, w int64) (delivered, sent float64, ok bool) {
 	var from *bbrDeliveryMark
 	for i := 1; i <= bbrDeliveryMarks; i++ {
 		m := &c.dmarks[(c.dmarkIx-i+2*bbrDeliveryMarks)%bbrDeliveryMarks]
@@ -752,10 +814,23 @@ func (c *BBR) deliveryCap(now int64) float64 {
 		}
 	}
 	if from == nil || now-from.at < w/2 {
+		return 0, 0, false
+	}
+	span := float64(now-from.at) / 1e9
+	return float64(c.delivered-from.delivered) / span, float64(c.sentAll-from.sent) / span, true
+}
+
+// deliveryCap is the most the receiver's arrival rate may count for:
+// bbrDeliveryCapGain times the rate the ACKs delivered over the last
+// max(2 minRTT, bbrDeliveryWindow), or 0 (no cap) while there is not
+// half that much history.
+func (c *BBR) deliveryCap(now int64) float64 {
+	d, _, ok := c.deliveryRates(now)
+	if !ok {
 		return 0
 	}
 	gain := max(bbrDeliveryCapGain, 1.5*c.pacingGain) // Startup grows 2.77x per round
-	return gain * float64(c.delivered-from.delivered) * 1e9 / float64(now-from.at)
+	return gain * d
 }
 
 // clean reports whether a sample from r counts only packets that arrived
@@ -838,12 +913,16 @@ func (c *BBR) startRound(now int64) {
 		// The receiver's arrival rate is what the path carries now;
 		// restart the filter from it and drain the queue.
 		c.lossEpoch = now
-		if c.recvRate > 0 && c.recvRate < c.bw {
+		carried := c.recvRate
+		if c.recvUntrusted {
+			carried, _, _ = c.deliveryRates(now)
+		}
+		if carried > 0 && carried < c.bw {
 			for i := range c.bwSlots {
 				c.bwSlots[i] = bbrBwSlot{}
 			}
-			c.bwSlots[c.round%bbrBwRounds] = bbrBwSlot{round: c.round, max: c.recvRate}
-			c.bw = c.recvRate
+			c.bwSlots[c.round%bbrBwRounds] = bbrBwSlot{round: c.round, max: carried}
+			c.bw = carried
 		}
 		if c.state != bbrProbeRTT {
 			c.enterDrain()

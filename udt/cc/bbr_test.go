@@ -3,6 +3,7 @@ package cc
 import (
 	"encoding/binary"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -504,5 +505,33 @@ func TestBBRDistrustsHugeRecvRate(t *testing.T) {
 	}
 	if _, bw, _ := c.State(); bw > 2.77*bw0*1.01 {
 		t.Fatalf("after ten ACKs in one round: btlbw %v, more than 2.77 x %v", bw, bw0)
+	}
+}
+
+// A libudt receiver, once packets come bunched, keeps reporting 10^6
+// packets/s. Capped per ACK and per round, such figures still let btlbw
+// grow by the probing gain round after round (measured in the lab: 2.4x
+// the link within seconds, then queue overflow and go-back-N timeouts).
+// After a few reports far beyond both what was sent and the model, the
+// receiver's figure is ignored for good and btlbw follows what the ACKs
+// deliver; an honest receiver's figure (the pipe's own rate) never
+// trips this.
+func TestBBRIgnoresLyingReceiver(t *testing.T) {
+	p := newBBRPipe(t, isn, 50, 60*time.Millisecond) // 5000 packets/s
+	p.run(5 * time.Second)
+	if p.c.recvUntrusted {
+		t.Fatal("an honest receiver's rate was taken for an artefact")
+	}
+	p.snap.RecvRate, p.snap.ACKRate = 1e6, 1e6
+	p.run(5 * time.Second)
+	st, bw, _ := p.c.State()
+	if !p.c.recvUntrusted || !strings.Contains(st, "no-recv-rate") {
+		t.Errorf("after 5 s of 10^6 packets/s from a 5000 packets/s path: receiver still believed (state %s)", st)
+	}
+	if bw > 1.3*5000 {
+		t.Errorf("btlbw %.0f packets/s, want at most 1.3 x the 5000 the path delivers", bw)
+	}
+	if bw < 0.8*5000 {
+		t.Errorf("btlbw %.0f packets/s, want about the 5000 the path delivers", bw)
 	}
 }
