@@ -171,11 +171,11 @@ func (o *options) udtConfig() *udt.Config {
 		CC: func(clk cc.Clock) cc.Controller { return cc.New(name, clk) },
 		// libudt's 8192-packet buffers (12 MB) cap the flight at 8192
 		// packets counted from the cumulative ACK point; behind the holes
-		// of a lossy 300 Mbit/s, 100 ms path that is reached. 25600 is
-		// libudt's largest flight flag; pages are touched only as data
-		// flows (~37 MB each way at full use).
-		FlowWindow: 25600,
-		SendBuffer: 25600,
+		// of a lossy 300 Mbit/s, 100 ms path (lab scenario d) the flight
+		// reaches 14000. The rings are powers of two: 16384 packets are
+		// 24 MB each, touched only as data flows.
+		FlowWindow: 16384,
+		SendBuffer: 16384,
 		Logf:       traceLogf(),
 	}
 }

@@ -7,6 +7,8 @@
 # Each run moves SIZE_MIB of random data (a file in /dev/shm) over loopback
 # in rendezvous mode, MSS 1500, receiver started first, to a tmpfs file:
 #   p2pcat  = p2pcat recv --raw  <-  p2pcat send --raw
+#   p2pcat-enc = p2pcat recv <- p2pcat send: the default path (tokens from
+#             files, Noise handshake, framed and encrypted), --stun none
 #   libudt  = udtpeer recv -r    <-  udtpeer send -r     (shared/interop)
 # and checks SHA-256. Per run it prints the rate the receiver reports
 # (udtpeer "= X MB/s", p2pcat -v "(X MB/s)": connection to last byte), the
@@ -15,7 +17,8 @@
 # seconds of each process; then medians and the ratios p2pcat/libudt.
 # MB = 10^6 bytes. The two programs alternate within each run.
 #
-# Environment: P2PCAT_INTEROP_BIN=dir with a built udtpeer (default: build
+# Environment: IMPLS (default "p2pcat p2pcat-enc libudt"),
+# P2PCAT_INTEROP_BIN=dir with a built udtpeer (default: build
 # a copy of ../shared/interop), WORK=dir (default /dev/shm/p2pcat-bench).
 # The machine should be otherwise idle: both peers together need ~1.5 of
 # 2 cores, so any other load shows up directly in the numbers.
@@ -84,7 +87,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 
 port=$((20000 + RANDOM % 30000))
 status=0
-for impl in p2pcat libudt; do : >"$work/res_$impl"; done
+impls=${IMPLS:-p2pcat p2pcat-enc libudt}
+for impl in $impls; do : >"$work/res_$impl"; done
 
 # one IMPL RUN: a single transfer, appends "tool wall sndcpu rcvcpu" to res_IMPL
 one() {
@@ -96,6 +100,10 @@ one() {
   if [ "$impl" = p2pcat ]; then
     rcv=("$P2P" recv --raw -v --stun none --ntp none --slot 0 --localport "$pr" "127.0.0.1:$ps")
     snd=("$P2P" send --raw -v --stun none --ntp none --slot 0 --localport "$ps" "127.0.0.1:$pr")
+  elif [ "$impl" = p2pcat-enc ]; then
+    rm -f "$work"/*.tok
+    rcv=("$P2P" recv -v --stun none --ntp none --slot 0 --localport "$pr" --me "$work/r.tok" "@$work/s.tok")
+    snd=("$P2P" send -v --stun none --ntp none --slot 0 --localport "$ps" --me "$work/s.tok" "@$work/r.tok")
   else
     rcv=("$UDTPEER" recv -r -m 1500 -l "$pr" -c "127.0.0.1:$ps")
     snd=("$UDTPEER" send -r -m 1500 -l "$ps" -c "127.0.0.1:$pr")
@@ -122,7 +130,7 @@ one() {
   wall=$(awk -v b="$bytes" -v a="$t0" -v z="$t1" 'BEGIN { printf "%.1f", b / (z - a) / 1e6 }')
   sc=$(cat "$work/snd.cpu" 2>/dev/null || echo '?')
   rc=$(cat "$work/rcv.cpu" 2>/dev/null || echo '?')
-  printf '%-7s run %d: %7s MB/s (receiver reports), %7s MB/s wall, CPU sender %5ss receiver %5ss, sha256 %s\n' \
+  printf '%-10s run %d: %7s MB/s (receiver reports), %7s MB/s wall, CPU sender %5ss receiver %5ss, sha256 %s\n' \
     "$impl" "$i" "${tool:-?}" "$wall" "$sc" "$rc" "$ok"
   echo "${tool:-0} $wall $sc $rc" >>"$work/res_$impl"
 }
@@ -130,21 +138,25 @@ one() {
 echo
 echo "$runs runs x $size_mib MiB, loopback rendezvous, MSS 1500, receiver first"
 for i in $(seq 1 "$runs"); do
-  if [ $((i % 2)) = 1 ]; then order="p2pcat libudt"; else order="libudt p2pcat"; fi
+  if [ $((i % 2)) = 1 ]; then order=$impls; else order=$(echo $impls | tr ' ' '\n' | tac | tr '\n' ' '); fi
   for impl in $order; do one "$impl" "$i"; done
 done
 rm -f "$out"
 
 echo
 declare -A med
-for impl in p2pcat libudt; do
+for impl in $impls; do
   for col in 1 2 3 4; do
     med[$impl$col]=$(awk -v c=$col '{print $c}' "$work/res_$impl" | median)
   done
-  printf 'median %-7s %7s MB/s (receiver reports), %7s MB/s wall, CPU sender %ss receiver %ss\n' \
+  printf 'median %-10s %7s MB/s (receiver reports), %7s MB/s wall, CPU sender %ss receiver %ss\n' \
     "$impl" "${med[${impl}1]}" "${med[${impl}2]}" "${med[${impl}3]}" "${med[${impl}4]}"
 done
-printf 'ratio p2pcat/libudt: throughput %s (reported) %s (wall); CPU sender %s receiver %s\n' \
-  "$(ratio "${med[p2pcat1]}" "${med[libudt1]}")" "$(ratio "${med[p2pcat2]}" "${med[libudt2]}")" \
-  "$(ratio "${med[p2pcat3]}" "${med[libudt3]}")" "$(ratio "${med[p2pcat4]}" "${med[libudt4]}")"
+for impl in $impls; do
+  [ "$impl" = libudt ] && continue
+  case " $impls " in *" libudt "*) ;; *) continue ;; esac
+  printf 'ratio %s/libudt: throughput %s (reported) %s (wall); CPU sender %s receiver %s\n' "$impl" \
+    "$(ratio "${med[${impl}1]}" "${med[libudt1]}")" "$(ratio "${med[${impl}2]}" "${med[libudt2]}")" \
+    "$(ratio "${med[${impl}3]}" "${med[libudt3]}")" "$(ratio "${med[${impl}4]}" "${med[libudt4]}")"
+done
 exit $status
