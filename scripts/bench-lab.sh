@@ -281,7 +281,7 @@ args_for() {
     p2pcat-raw) argv=("$P2P" "$role" --raw -v --stun "$STUN" --ntp "$NTP" --slot 0 --localport "$lp" "$tok") ;;
     udtpeer) argv=("$UDTPEER" "$role" -r -m 1500 -l "$lp" -c "$tok") ;;
   esac
-  if [ "$role" = send ] && [ "${impl%%-*}" = p2pcat ]; then argv=(env P2PCAT_TRACE=1 "${argv[@]}"); fi
+  if [ "${impl%%-*}" = p2pcat ]; then argv=(env P2PCAT_TRACE=1 "${argv[@]}"); fi
 }
 
 # tcp_start CC SECS: starts an iperf3 server in peerB (bound to its public
