@@ -83,7 +83,8 @@ Exit status:
     130 interrupted
 
 Environment:
-    P2PCAT_TRACE=1    Print the transport's state every 500 ms (diagnostic).
+    P2PCAT_TRACE=1    Print the transport's state every 500 ms, and its
+                      timeouts (diagnostic).
 
 Examples:
     # two terminals on one machine (or two machines, with internet)
