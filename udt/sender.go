@@ -306,7 +306,10 @@ func (s *sender) rto() int64 {
 // nothing is queued for it already. The first expiration after progress
 // resends only what is most likely lost: the packet at the ACK point and
 // those reported lost before (their retransmission, or a repeated NAK, went
-// missing: a libudt receiver never repeats a NAK). Random loss thus costs no
+// missing: a libudt receiver never repeats a NAK), and the newest packet in
+// flight, a tail-loss probe: a receiver that lost the tail of a burst saw
+// no gap and sent no NAK; the probe shows it one, and it NAKs the rest at
+// once instead of one packet per expiration. Random loss thus costs no
 // go-back-N of a whole window. A second expiration without progress means
 // the path itself is silent: everything goes back (go-back-N, as libudt).
 func (s *sender) onTimeout() int {
@@ -318,7 +321,7 @@ func (s *sender) onTimeout() int {
 	resent := 0
 	for off := 0; off < n; off++ {
 		p := (s.ackPos + off) & s.mask
-		if off == 0 || count > 1 || s.naked[p] {
+		if off == 0 || off == n-1 || count > 1 || s.naked[p] {
 			s.lost[p] = true
 			resent++
 		}

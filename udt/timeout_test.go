@@ -126,8 +126,10 @@ func span(from, to int) []int {
 
 // TestEXPResendsLikelyLossesFirst: 40 packets in flight, the ACK at 10,
 // 15 and 20..22 NAKed and retransmitted; the peer then falls silent. The
-// first expiration resends 10 (the ACK point) and 15, 20, 21, 22 (NAKed
-// before: their retransmission may be lost too), not the 25 others; the
+// first expiration resends 10 (the ACK point), 15, 20, 21, 22 (NAKed
+// before: their retransmission may be lost too) and 39 (the newest: a
+// tail-loss probe, so that a receiver that saw nothing after a lost tail
+// sees a gap and NAKs it), not the 24 others; the
 // controller hears Timeouts 1. The second in a row resends all 30
 // (go-back-N), Timeouts 2. The code before this one resent all 30 at the
 // first expiration already.
@@ -142,7 +144,7 @@ func TestEXPResendsLikelyLossesFirst(t *testing.T) {
 			r.nak(20, 22)
 
 			r.expire()
-			if got, want := r.drain(), []int{10, 15, 20, 21, 22}; !slices.Equal(got, want) {
+			if got, want := r.drain(), []int{10, 15, 20, 21, 22, 39}; !slices.Equal(got, want) {
 				t.Errorf("first expiration resent %v, want %v", got, want)
 			}
 			if got, want := r.ctl.timeouts, []int{1}; !slices.Equal(got, want) {
@@ -165,7 +167,7 @@ func TestEXPResendsLikelyLossesFirst(t *testing.T) {
 			r.now += int64(10 * time.Millisecond)
 			r.ack(21)
 			r.expire()
-			if got, want := r.drain(), []int{21, 22}; !slices.Equal(got, want) {
+			if got, want := r.drain(), []int{21, 22, 39}; !slices.Equal(got, want) {
 				t.Errorf("first expiration after new progress resent %v, want %v", got, want)
 			}
 			if got, want := r.ctl.timeouts, []int{1, 2, 1}; !slices.Equal(got, want) {
@@ -211,13 +213,13 @@ func TestOnTimeoutCount(t *testing.T) {
 	r.ack(1)
 	r.nak(3, 4)
 	r.nak(9, 9)
-	if got := r.s.onTimeout(); got != 4 {
-		t.Errorf("first onTimeout = %d, want 4 (the ACK point and 3 NAKed)", got)
+	if got := r.s.onTimeout(); got != 5 {
+		t.Errorf("first onTimeout = %d, want 5 (the ACK point, 3 NAKed, the newest)", got)
 	}
 	if got := r.s.onTimeout(); got != 0 {
 		t.Errorf("onTimeout with losses queued = %d, want 0", got)
 	}
-	if got, want := r.drain(), []int{1, 3, 4, 9}; !slices.Equal(got, want) {
+	if got, want := r.drain(), []int{1, 3, 4, 9, 11}; !slices.Equal(got, want) {
 		t.Errorf("resent %v, want %v", got, want)
 	}
 	r.s.expCount++
@@ -230,10 +232,10 @@ func TestOnTimeoutCount(t *testing.T) {
 	// them those of 3, 4 and 9.
 	r.ack(12)
 	r.send(12)
-	if got := r.s.onTimeout(); got != 1 {
-		t.Errorf("first onTimeout after reusing NAKed slots = %d, want 1 (the ACK point only)", got)
+	if got := r.s.onTimeout(); got != 2 {
+		t.Errorf("first onTimeout after reusing NAKed slots = %d, want 2 (the ACK point and the newest only)", got)
 	}
-	if got, want := r.drain(), []int{12}; !slices.Equal(got, want) {
+	if got, want := r.drain(), []int{12, 23}; !slices.Equal(got, want) {
 		t.Errorf("resent %v, want %v", got, want)
 	}
 }
