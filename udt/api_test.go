@@ -204,6 +204,93 @@ func TestWriteDeadline(t *testing.T) {
 	}
 }
 
+// TestDeadlineMoves moves a deadline while a call waits on it, as Read
+// and Write do (a wait that returns nil is repeated): a later deadline
+// holds the waiter longer, an earlier one releases it sooner, a cleared
+// one never; a deadline that fired can be set again; stop releases
+// whoever waits.
+func TestDeadlineMoves(t *testing.T) {
+	var d deadline
+	ch := make(chan struct{}, 1)
+	var signalled atomic.Bool // set before ch is
+	// waitLoop waits as Read does and reports the result and when.
+	waitLoop := func() <-chan error {
+		res := make(chan error, 1)
+		go func() {
+			for {
+				if err := d.wait(ch); err != nil {
+					res <- err
+					return
+				}
+				if signalled.Load() {
+					res <- nil
+					return
+				}
+				d.mu.Lock()
+				dead := d.dead
+				d.mu.Unlock()
+				if dead {
+					res <- net.ErrClosed
+					return
+				}
+			}
+		}()
+		return res
+	}
+	expect := func(what string, res <-chan error, want error, min, max time.Duration, start time.Time) {
+		t.Helper()
+		select {
+		case err := <-res:
+			took := time.Since(start)
+			if !errors.Is(err, want) && err != want {
+				t.Errorf("%s: %v after %v, want %v", what, err, took, want)
+			} else if took < min || took > max {
+				t.Errorf("%s: returned after %v, want %v to %v", what, took, min, max)
+			}
+		case <-time.After(max + time.Second):
+			t.Fatalf("%s: still waiting after %v", what, max+time.Second)
+		}
+	}
+
+	start := time.Now()
+	d.set(start.Add(50 * time.Millisecond))
+	res := waitLoop()
+	time.Sleep(10 * time.Millisecond)
+	d.set(start.Add(300 * time.Millisecond)) // later
+	expect("extended", res, os.ErrDeadlineExceeded, 250*time.Millisecond, 2*time.Second, start)
+
+	// Fired, then set again: waits again.
+	start = time.Now()
+	d.set(start.Add(time.Hour))
+	res = waitLoop()
+	time.Sleep(10 * time.Millisecond)
+	d.set(start.Add(50 * time.Millisecond)) // earlier
+	expect("shortened", res, os.ErrDeadlineExceeded, 40*time.Millisecond, time.Second, start)
+
+	start = time.Now()
+	d.set(start.Add(50 * time.Millisecond))
+	res = waitLoop()
+	time.Sleep(10 * time.Millisecond)
+	d.set(time.Time{}) // cleared
+	time.Sleep(150 * time.Millisecond)
+	signalled.Store(true)
+	notify(ch)
+	expect("cleared", res, nil, 150*time.Millisecond, 2*time.Second, start)
+	signalled.Store(false)
+
+	d.set(time.Now().Add(-time.Second)) // in the past: at once
+	if err := d.wait(ch); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("wait past the deadline: %v", err)
+	}
+
+	start = time.Now()
+	d.set(start.Add(time.Hour))
+	res = waitLoop()
+	time.Sleep(10 * time.Millisecond)
+	d.stop()
+	expect("stopped", res, net.ErrClosed, 0, time.Second, start)
+}
+
 func TestCloseUnblocksRead(t *testing.T) {
 	a, b, _, _ := pairOver(t, memlink.Config{}, memlink.Config{}, false, nil, nil)
 	errc := make(chan error, 1)

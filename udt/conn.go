@@ -62,6 +62,9 @@ type Conn struct {
 	rxBuf []byte // control packets built on the reader goroutine
 	dirty bool   // reader goroutine: touched in the current batch
 	stats connStats
+
+	ctlMu  sync.Mutex
+	ctlBuf [wire.HeaderLen + 4]byte // sendControl's packet
 }
 
 type connStats struct {
@@ -258,7 +261,7 @@ func (c *Conn) handle(b []byte, now int64) {
 		c.snd.mu.Lock()
 		ok := c.snd.onNAK(body)
 		c.snd.mu.Unlock()
-		if !ok {
+		if !ok && c.cfg.Logf != nil { // the guard spares boxing the address
 			c.cfg.logf("udt: ignoring malformed loss report from %v", c.peer.ap)
 		}
 		notify(c.snd.wake)
@@ -317,8 +320,11 @@ func (c *Conn) write(b []byte) {
 
 // sendControl sends an empty-bodied control packet from any goroutine.
 func (c *Conn) sendControl(t wire.Type, info uint32) {
-	var buf [wire.HeaderLen + 4]byte
-	c.write(wire.AppendEmpty(buf[:0], t, info, c.peerID))
+	// A buffer on the stack would escape (to the PacketConn's WriteTo)
+	// and cost an allocation per keep-alive.
+	c.ctlMu.Lock()
+	c.write(wire.AppendEmpty(c.ctlBuf[:0], t, info, c.peerID))
+	c.ctlMu.Unlock()
 }
 
 // fail stops the connection with err (io.EOF for the peer's Shutdown). It
@@ -446,6 +452,8 @@ func (c *Conn) teardown() error {
 	}
 	c.fail(ErrClosed)
 	c.wg.Wait()
+	c.readDeadline.stop()
+	c.writeDeadline.stop()
 	c.mux.remove(c)
 	if c.onClose != nil {
 		c.onClose()
@@ -493,53 +501,106 @@ func (c *Conn) SetReadDeadline(t time.Time) error { c.readDeadline.set(t); retur
 // SetWriteDeadline sets the deadline for Write.
 func (c *Conn) SetWriteDeadline(t time.Time) error { c.writeDeadline.set(t); return nil }
 
-// deadline is a settable deadline that blocked calls observe.
+// deadline is a settable deadline that blocked calls observe. Waiting
+// costs no allocation: the channel closed when the deadline passes and the
+// timer that closes it live as long as the deadline (and are reused when
+// it moves), and the channel that wakes waiters when it changes is
+// replaced only when somebody was waiting on it.
 type deadline struct {
 	mu      sync.Mutex
 	t       time.Time
-	changed chan struct{}
+	waiters int           // goroutines in wait
+	changed chan struct{} // closed by set while waiters wait on it
+	expired chan struct{} // closed once t has passed; nil without a deadline
+	fired   bool          // expired is closed
+	timer   *time.Timer   // runs expire at t
+	dead    bool          // stopped: the connection is gone
 }
 
 func (d *deadline) set(t time.Time) {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.t = t
-	if d.changed != nil {
+	if d.fired {
+		d.expired, d.fired = nil, false
+	}
+	if t.IsZero() || d.dead {
+		if d.timer != nil {
+			d.timer.Stop()
+		}
+	} else {
+		if d.expired == nil {
+			d.expired = make(chan struct{})
+		}
+		if d.timer == nil {
+			d.timer = time.AfterFunc(time.Until(t), d.expire)
+		} else {
+			d.timer.Reset(time.Until(t))
+		}
+	}
+	if d.waiters > 0 && d.changed != nil {
+		close(d.changed)
+		d.changed = nil
+	}
+}
+
+// expire closes expired if the deadline has really passed (set may have
+// moved it since the timer fired), or waits on.
+func (d *deadline) expire() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fired || d.expired == nil || d.t.IsZero() || d.dead {
+		return
+	}
+	if left := time.Until(d.t); left > 0 {
+		d.timer.Reset(left)
+		return
+	}
+	close(d.expired)
+	d.fired = true
+}
+
+// stop releases the timer for good (Close): a far deadline must not keep
+// the connection's memory alive. Whoever still waits wakes up to find the
+// connection closed.
+func (d *deadline) stop() {
+	d.mu.Lock()
+	d.dead = true
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	if d.waiters > 0 && d.changed != nil {
 		close(d.changed)
 		d.changed = nil
 	}
 	d.mu.Unlock()
 }
 
-// wait blocks until ch is signalled or the deadline passes.
+// wait blocks until ch is signalled, the deadline changes (nil) or passes
+// (errDeadline).
 func (d *deadline) wait(ch chan struct{}) error {
 	d.mu.Lock()
-	t := d.t
+	if d.fired || !d.t.IsZero() && time.Until(d.t) <= 0 {
+		d.mu.Unlock()
+		return errDeadline
+	}
 	if d.changed == nil {
 		d.changed = make(chan struct{})
 	}
-	changed := d.changed
+	changed, expired := d.changed, d.expired // expired is nil without a deadline: never ready
+	d.waiters++
 	d.mu.Unlock()
-	if t.IsZero() {
-		select {
-		case <-ch:
-		case <-changed:
-		}
-		return nil
-	}
-	left := time.Until(t)
-	if left <= 0 {
-		return errDeadline
-	}
-	tm := time.NewTimer(left)
-	defer tm.Stop()
+	var err error
 	select {
 	case <-ch:
-		return nil
 	case <-changed:
-		return nil
-	case <-tm.C:
-		return errDeadline
+	case <-expired:
+		err = errDeadline
 	}
+	d.mu.Lock()
+	d.waiters--
+	d.mu.Unlock()
+	return err
 }
 
 // isTransient reports socket errors worth ignoring (ICMP-induced errors on

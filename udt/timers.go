@@ -88,7 +88,7 @@ func (c *Conn) expiredEXP(now int64) bool {
 	resent := 0
 	if s.inFlight() > 0 && now-s.lastProgress > s.rto() {
 		resent = s.onTimeout()
-		if resent > 0 {
+		if resent > 0 && c.cfg.Logf != nil { // the guard spares boxing the numbers
 			c.cfg.logf("udt: EXP %d: resending %d of %d unacknowledged packets", s.expCount, resent, s.inFlight())
 		}
 		s.expCount++
