@@ -120,24 +120,10 @@ done
 
 for t in iperf3 jq ip cmp sha256sum timeout; do command -v $t >/dev/null || die "$t is not installed"; done
 mkdir -p "$work"
-[ -x /usr/local/go/bin/go ] && export PATH=/usr/local/go/bin:$PATH
-load0=$(cut -d' ' -f1-3 /proc/loadavg) # before our own builds add to it
 
 # ---- tools -----------------------------------------------------------------
-echo "building p2pcat ..."
-(cd "$root" && go build -o "$work/p2pcat" .)
-P2P=$work/p2pcat
-if [ -n "${P2PCAT_INTEROP_BIN:-}" ]; then
-  UDTPEER=$P2PCAT_INTEROP_BIN/udtpeer
-else
-  echo "building udtpeer from $root/../shared/interop ..."
-  rm -rf "$work/interop"
-  cp -R "$root/../shared/interop" "$work/interop"
-  chmod -R u+w "$work/interop"
-  make -s -C "$work/interop" udtpeer >/dev/null
-  UDTPEER=$work/interop/udtpeer
-fi
-[ -x "$UDTPEER" ] || die "no udtpeer at $UDTPEER"
+# shellcheck source=scripts/bench-tools.sh
+. "$root/scripts/bench-tools.sh"
 if [ -n "${P2PCAT_LAB_DIR:-}" ]; then
   LAB=$P2PCAT_LAB_DIR
 else

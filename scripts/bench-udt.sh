@@ -30,24 +30,10 @@ size_mib=${1:-1024}
 runs=${2:-3}
 work=${WORK:-/dev/shm/p2pcat-bench}
 mkdir -p "$work"
-[ -x /usr/local/go/bin/go ] && export PATH=/usr/local/go/bin:$PATH
-load0=$(cut -d' ' -f1-3 /proc/loadavg) # before our own builds add to it
 
 # ---- tools -------------------------------------------------------------
-echo "building p2pcat ..."
-(cd "$root" && go build -o "$work/p2pcat" .)
-P2P=$work/p2pcat
-if [ -n "${P2PCAT_INTEROP_BIN:-}" ]; then
-  UDTPEER=$P2PCAT_INTEROP_BIN/udtpeer
-else
-  echo "building udtpeer from $root/../shared/interop ..."
-  rm -rf "$work/interop"
-  cp -R "$root/../shared/interop" "$work/interop"
-  chmod -R u+w "$work/interop"
-  make -s -C "$work/interop" udtpeer >/dev/null
-  UDTPEER=$work/interop/udtpeer
-fi
-[ -x "$UDTPEER" ] || { echo "bench: error: no udtpeer at $UDTPEER" >&2; exit 1; }
+# shellcheck source=scripts/bench-tools.sh
+. "$root/scripts/bench-tools.sh"
 
 src=$work/src_${size_mib}M.bin
 if [ ! -s "$src" ] || [ "$(stat -c %s "$src")" -ne $((size_mib * 1048576)) ]; then

@@ -107,23 +107,7 @@ func primeLink(tb testing.TB, pa, pb *memlink.Conn, n int) {
 // listen, else rendezvous) and closes everything when the test ends.
 func newTransfer(tb testing.TB, pa, pb net.PacketConn, listen bool) *transfer {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var (
-		a, b *Conn
-		l    *Listener
-		err  error
-	)
-	if listen {
-		a, b, l, err = connectListen(ctx, pa, pb, nil, nil)
-	} else {
-		a, b, err = connectRendezvous(ctx, pa, pb, nil, nil)
-	}
-	if err != nil {
-		pa.Close()
-		pb.Close()
-		tb.Fatal(err)
-	}
+	a, b, l := connectPair(tb, pa, pb, listen, nil, nil)
 	t := &transfer{w: a, r: b, data: testData(transferChunk), reached: make(chan struct{}, 1)}
 	t.dog = time.AfterFunc(time.Hour, func() {
 		s, r := &a.snd, &b.rcv

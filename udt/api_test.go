@@ -2,7 +2,6 @@ package udt
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -23,21 +22,7 @@ import (
 func pairOver(t *testing.T, ab, ba memlink.Config, listen bool, cfgA, cfgB *Config) (a, b *Conn, pa, pb *memlink.Conn) {
 	t.Helper()
 	pa, pb = memlink.Pair(ab, ba)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var (
-		l   *Listener
-		err error
-	)
-	if listen {
-		a, b, l, err = connectListen(ctx, pa, pb, cfgA, cfgB)
-	} else {
-		a, b, err = connectRendezvous(ctx, pa, pb, cfgA, cfgB)
-	}
-	if err != nil {
-		closeLink(pa, pb)
-		t.Fatal(err)
-	}
+	a, b, l := connectPair(t, pa, pb, listen, cfgA, cfgB)
 	t.Cleanup(func() {
 		closeLink(pa, pb) // first: makes Close quick whatever the test left behind
 		a.Close()

@@ -154,6 +154,28 @@ func connectListen(ctx context.Context, pa, pb net.PacketConn, cfgA, cfgB *Confi
 	return a, r.c, l, nil
 }
 
+// connectPair connects a over pa to b over pb, within 10 s: a dials b's
+// listener if listen (the listener is returned for the caller to close),
+// else both meet in rendezvous. On failure it closes pa and pb and fails
+// the test.
+func connectPair(tb testing.TB, pa, pb net.PacketConn, listen bool, cfgA, cfgB *Config) (a, b *Conn, l *Listener) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var err error
+	if listen {
+		a, b, l, err = connectListen(ctx, pa, pb, cfgA, cfgB)
+	} else {
+		a, b, err = connectRendezvous(ctx, pa, pb, cfgA, cfgB)
+	}
+	if err != nil {
+		pa.Close()
+		pb.Close()
+		tb.Fatal(err)
+	}
+	return a, b, l
+}
+
 // readAllInto reads from c into buf until buf is full, counting progress in
 // *got, then reads once more and returns that read's error (io.EOF after a
 // clean shutdown). A read error before buf is full is returned as early.

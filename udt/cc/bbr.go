@@ -232,7 +232,7 @@ type BBR struct {
 	recoveryEnd  int32
 	recoveryCwnd float64
 
-	// Delivery over a long window (deliveryCap).
+	// Delivery over a long window (deliveryRates).
 	dmarks  [bbrDeliveryMarks]bbrDeliveryMark
 	dmarkIx int
 	sentAll int64 // packets handed to the network, retransmissions included
@@ -712,22 +712,25 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 			sample = float64(n) * 1e9 / float64(iv)
 		}
 	}
-	if b := c.recvRate; b > 0 && !c.recvUntrusted && c.filled {
+	// The receiver cannot see more than we sent (its report may be about
+	// the previous phase, so the probing gain at least), and within a
+	// round not more than that gain times btlbw at the round's start: per
+	// ACK, a cap relative to btlbw would compound (2.77^11 in 110 ms of
+	// Startup).
+	probeGain := max(c.pacingGain, bbrGainCycle[0])
+	delivered, sent, haveRates := c.deliveryRates(now)
+	if b := c.recvRate; b > 0 && !c.recvUntrusted && c.filled && haveRates && b > bbrArtefactGain*max(sent, c.bw) {
+		// Far more than we sent and far beyond the model: libudt's
+		// receiver, fed packets in bunches, reports up to 10^6
+		// packets/s, and its figures are inflated even when they look
+		// plausible. Capped or not, a sender that follows them floods
+		// the path; after a few such reports, stop listening to them.
 		// (Not in Startup: a libudt receiver's median over 16 packet
 		// intervals honestly shows the line rate of the unpaced first
-		// flights.)
-		// (Nor when we just sent little, as after a timeout: a libudt
-		// receiver's figure may be older than that. It must also be
-		// far beyond the model.)
-		if _, sent, ok := c.deliveryRates(now); ok && b > bbrArtefactGain*max(sent, c.bw) {
-			// Far more than we sent: libudt's receiver, fed packets in
-			// bunches, reports up to 10^6 packets/s, and its figures are
-			// inflated even when they look plausible. Capped or not, a
-			// sender that follows them floods the path; after a few
-			// such reports, stop listening to them.
-			if c.artefacts++; c.artefacts >= bbrArtefacts {
-				c.recvUntrusted = true
-			}
+		// flights. Nor against what we sent alone: after a timeout we
+		// send little, and the figure may be older than that.)
+		if c.artefacts++; c.artefacts >= bbrArtefacts {
+			c.recvUntrusted = true
 		}
 	}
 	if c.recvUntrusted {
@@ -736,32 +739,30 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 		// to average over the stalls and jumps of the ACK point (a
 		// libudt receiver never repeats a NAK: a lost retransmission
 		// holds the ACK point until our EXP, 300 ms or more). A window
-		// that ends on a jump still counts more than arrived in it:
-		// within a round, no more than the gain times btlbw at its start.
+		// that ends on a jump still counts more than arrived in it,
+		// hence the round's cap.
 		if d, _, ok := c.deliveryRatesOver(now, max(4*c.minRTT, int64(bbrUntrustedWindow))); ok {
-			if ref := c.roundBw; ref > 0 {
-				d = min(d, max(c.pacingGain, bbrGainCycle[0])*ref)
+			if c.roundBw > 0 {
+				d = min(d, probeGain*c.roundBw)
 			}
 			sample = max(sample, d)
 		}
 	} else if b := c.recvRate; b > 0 {
-		// The receiver cannot see more than we sent (its report may be
-		// about the previous phase, so the probing gain at least): a
-		// larger figure is a measurement artefact, not bandwidth.
-		if ref := c.roundBw; ref > 0 {
-			// Relative to btlbw when the round began: per ACK, the
-			// cap would compound (2.77^11 in 110 ms of Startup).
-			b = min(b, max(c.pacingGain, bbrGainCycle[0])*ref)
+		if c.roundBw > 0 {
+			b = min(b, probeGain*c.roundBw)
 		} else if c.bw > 0 {
-			b = min(b, max(c.pacingGain, bbrGainCycle[0])*c.bw)
+			b = min(b, probeGain*c.bw)
 		} else if c.firstSend >= 0 && now > c.firstSend {
 			// No model yet: at most what we have sent so far, per
 			// second, times the gain.
 			sent := float64(seqno.Off(c.lastAck, c.nextSeq)) + float64(c.delivered)
 			b = min(b, c.pacingGain*sent*1e9/float64(max(now-c.firstSend, c.minRTT)))
 		}
-		if dc := c.deliveryCap(now); dc > 0 {
-			b = min(b, dc)
+		if haveRates && delivered > 0 {
+			// At most bbrDeliveryCapGain (1.5 pacing gains in Startup,
+			// which grows 2.77x per round) times what the ACKs
+			// delivered over the last two minRTTs.
+			b = min(b, max(bbrDeliveryCapGain, 1.5*c.pacingGain)*delivered)
 		}
 		sample = max(sample, b)
 	}
@@ -818,19 +819,6 @@ func (c *BBR) deliveryRatesOver(now, w int64) (delivered, sent float64, ok bool)
 	}
 	span := float64(now-from.at) / 1e9
 	return float64(c.delivered-from.delivered) / span, float64(c.sentAll-from.sent) / span, true
-}
-
-// deliveryCap is the most the receiver's arrival rate may count for:
-// bbrDeliveryCapGain times the rate the ACKs delivered over the last
-// max(2 minRTT, bbrDeliveryWindow), or 0 (no cap) while there is not
-// half that much history.
-func (c *BBR) deliveryCap(now int64) float64 {
-	d, _, ok := c.deliveryRates(now)
-	if !ok {
-		return 0
-	}
-	gain := max(bbrDeliveryCapGain, 1.5*c.pacingGain) // Startup grows 2.77x per round
-	return gain * d
 }
 
 // clean reports whether a sample from r counts only packets that arrived
