@@ -258,10 +258,10 @@ func startTrace(conn *udt.Conn) func() {
 				return
 			}
 			st := conn.Stats()
-			fmt.Fprintf(os.Stderr, "p2pcat: trace %6.1fs sent %d retx %d recv %d dup %d nak %d/%d rtt %v win %.0f iv %v inflight %d losses %d %s\n",
+			fmt.Fprintf(os.Stderr, "p2pcat: trace %6.1fs sent %d retx %d recv %d dup %d nak %d/%d head %d rtt %v win %.0f iv %v inflight %d losses %d %s\n",
 				time.Since(start).Seconds(), st.PacketsSent-last.PacketsSent, st.PacketsRetransmitted-last.PacketsRetransmitted,
 				st.PacketsReceived-last.PacketsReceived, st.PacketsDuplicate-last.PacketsDuplicate,
-				st.NAKsSent-last.NAKsSent, st.NAKsReceived-last.NAKsReceived,
+				st.NAKsSent-last.NAKsSent, st.NAKsReceived-last.NAKsReceived, st.HeadRepairs-last.HeadRepairs,
 				st.RTT.Round(100*time.Microsecond), st.Window, st.PacketInterval.Round(time.Microsecond), st.InFlight, st.Losses, st.Controller)
 			last = st
 		}

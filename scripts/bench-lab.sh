@@ -44,7 +44,7 @@
 # process tree under `timeout` + `ip netns exec`). Retransmissions: p2pcat
 # = (payload bytes the sender put on the wire - new payload bytes the
 # receiver got) / sent, from `-v` (the sender also runs with
-# P2PCAT_TRACE=1, whose "sent N retx M" lines agree and stay in $WORK/snd.log;
+# P2PCAT_TRACE=1, whose "sent N retx M" lines agree and stay in $WORK/snd.log, each run's copied to $WORK/res_SCENARIO_CONTENDER.runN.snd.log;
 # --raw prints neither, so "?"); libudt = retrans/sent from
 # udtpeer's perfmon totals; TCP = iperf3 retransmits / (bytes sent / 1448).
 # Runs alternate the contenders' order; medians over RUNS; each scenario
@@ -505,6 +505,9 @@ one() {
       esac
       echo "  $label $line"
       echo "$rec mode=$mode" >>"$res"
+      # Each run's logs stay for a look at the traces.
+      cp "$work/snd.log" "$res.run$i.snd.log" 2>/dev/null || true
+      cp "$work/rcv.log" "$res.run$i.rcv.log" 2>/dev/null || true
       ;;
   esac
   [ -s "$res.cmd" ] || echo "$cmd" >"$res.cmd"

@@ -28,6 +28,7 @@ const (
 	batchSize       = 64                     // datagrams per read/write batch
 	peerReadyGrace  = time.Second            // send data even without proof that the peer is connected
 	maxPacingBurst  = 2 * time.Millisecond   // pacing debt forgiven after a late wake-up
+	repairRunMin    = 16                     // packets repairHead resends from a head never reported lost
 	defaultIdleDead = 6 * time.Second
 )
 

@@ -71,6 +71,7 @@ type connStats struct {
 	sent, retransmitted, received, duplicate atomic.Uint64
 	payloadSent, payloadReceived             atomic.Uint64
 	naksSent, naksReceived, acksSent         atomic.Uint64
+	headRepairs                              atomic.Uint64
 }
 
 // Stats are a connection's counters.
@@ -83,6 +84,7 @@ type Stats struct {
 	PacketsDuplicate     uint64        // data packets received that were not new
 	NAKsSent             uint64        // loss reports sent
 	NAKsReceived         uint64        // loss reports received
+	HeadRepairs          uint64        // packets queued again because the ACK point's ACK was overdue (sender.repairHead)
 	ACKsSent             uint64        // full and light ACKs sent
 	Foreign              uint64        // datagrams dropped on this socket for coming from elsewhere or being malformed
 	RTT                  time.Duration // smoothed round-trip time
@@ -127,6 +129,7 @@ func (c *Conn) Stats() Stats {
 		PacketsDuplicate:     c.stats.duplicate.Load(),
 		NAKsSent:             c.stats.naksSent.Load(),
 		NAKsReceived:         c.stats.naksReceived.Load(),
+		HeadRepairs:          c.stats.headRepairs.Load(),
 		ACKsSent:             c.stats.acksSent.Load(),
 		Foreign:              c.mux.foreign.Load(),
 		RTT:                  rtt,

@@ -26,10 +26,12 @@ type sender struct {
 	buf     []byte
 	lens    []int32
 	lost    []bool
-	naked   []bool // reported lost at least once (its retransmission may be lost too)
+	naked   []bool  // reported lost at least once (its retransmission may be lost too)
+	sentAt  []int64 // when each packet last went out, ns on the connection's clock
 
 	now func() int64 // the connection's clock
 
+	seenSeq  int32 // one past the newest packet the receiver has shown it holds (see)
 	ackSeq   int32 // oldest unacknowledged packet
 	ackPos   int   // its ring slot
 	nextSeq  int32 // next new packet to send
@@ -60,6 +62,9 @@ type sender struct {
 	// stall behind a stream of NAKs for newer holes).
 	lastProgress int64
 	expCount     int
+	lastSweep    int64 // repairHead last queued all old reported losses, ns
+	run          int   // repairHead's run after an unreported head
+	runEnd       int32 // one past that run
 
 	closing bool  // Close was called: no more writes
 	err     error // why no more data can be sent
@@ -78,7 +83,8 @@ func (s *sender) init(isn int32, size, payload, flowWindow, mss int, ctl cc.Cont
 	s.lens = make([]int32, s.size)
 	s.lost = make([]bool, s.size)
 	s.naked = make([]bool, s.size)
-	s.ackSeq, s.nextSeq, s.endSeq = isn, isn, isn
+	s.sentAt = make([]int64, s.size)
+	s.ackSeq, s.nextSeq, s.endSeq, s.seenSeq = isn, isn, isn, isn
 	s.lastACK = isn
 	s.flowWindow = flowWindow
 	s.cc = ctl
@@ -189,6 +195,7 @@ func (s *sender) acknowledge(ack int32) int {
 			s.losses--
 		}
 	}
+	s.see(ack)
 	s.ackSeq = ack
 	s.ackPos = (s.ackPos + n) & s.mask
 	s.progress()
@@ -248,11 +255,11 @@ func (s *sender) onLightACK(ack int32) {
 	s.acknowledge(ack)
 }
 
-// onNAK queues the reported losses for retransmission. It returns false
-// if the report was malformed.
+// onNAK queues the reported losses for retransmission and then tells the
+// congestion controller. It returns false if the report was malformed.
 func (s *sender) onNAK(body []byte) bool {
 	lr := wire.NewLossReader(body)
-	told := false
+	reported, any := int32(0), false
 	maxSent := seqno.Dec(s.nextSeq)
 	for {
 		first, last, ok, err := lr.Next()
@@ -260,15 +267,16 @@ func (s *sender) onNAK(body []byte) bool {
 			return false
 		}
 		if !ok {
-			return true
+			break
 		}
 		if seqno.Cmp(first, last) > 0 || seqno.Cmp(last, maxSent) > 0 {
 			return false
 		}
-		if !told {
-			s.cc.OnLoss(first, s.snapshot())
-			told = true
+		if !any {
+			reported, any = first, true
 		}
+		// A gap is seen when a packet beyond it arrives: last+1 did.
+		s.see(seqno.Add(last, 2))
 		if seqno.Cmp(first, s.ackSeq) < 0 {
 			first = s.ackSeq
 		}
@@ -277,7 +285,10 @@ func (s *sender) onNAK(body []byte) bool {
 		}
 		for off, end := seqno.Off(s.ackSeq, first), seqno.Off(s.ackSeq, last); off <= end; off++ {
 			p := (s.ackPos + off) & s.mask
-			s.naked[p] = true
+			if !s.naked[p] {
+				s.naked[p] = true
+				s.snap.Received--
+			}
 			if !s.lost[p] {
 				s.lost[p] = true
 				s.losses++
@@ -286,6 +297,25 @@ func (s *sender) onNAK(body []byte) bool {
 				s.lossHint = off
 			}
 		}
+	}
+	if any {
+		s.cc.OnLoss(reported, s.snapshot())
+	}
+	return true
+}
+
+// see records that the receiver has shown it holds a packet before next
+// (an ACK up to next, or a packet beyond a gap it reported): the packets
+// between the last such mark and next count as received, less the holes
+// its reports name (onNAK takes those off once each). The count is the
+// controller's view of delivery that cumulative ACKs stuck on a hole hide.
+func (s *sender) see(next int32) {
+	if seqno.Cmp(next, s.nextSeq) > 0 {
+		next = s.nextSeq
+	}
+	if d := seqno.Off(s.seenSeq, next); d > 0 {
+		s.seenSeq = next
+		s.snap.Received += int64(d)
 	}
 }
 
@@ -331,6 +361,77 @@ func (s *sender) onTimeout() int {
 	s.cc.OnTimeout(s.snapshot())
 	s.snap.Timeouts = 0
 	return resent
+}
+
+// repairHead takes the oldest unacknowledged packet for lost when it went
+// out longer ago than an ACK needs to come back (RTT + 4 RTTVar, plus the
+// receiver's ACK interval and our timer's granularity), and queues it for
+// retransmission with some of the packets after it. It returns how many
+// packets it queued.
+//
+// The ACK point stops at the first hole, and the in-flight count (hence the
+// window) runs from there, so a hole that the receiver's report and our
+// retransmission do not close stalls the whole flow. A libudt receiver NAKs
+// each gap once and never again: with 1 % loss each way a lost NAK or a
+// lost retransmission comes about every fifty losses, and waiting for EXP
+// (at least 300 ms, the window full long before) cost a third of the
+// throughput. Repairing one hole per round trip would crawl after a burst
+// of losses (and, each repair being progress, hold off EXP's go-back-N),
+// so more goes with the head:
+//
+//   - a head that was reported lost: its retransmission went missing, and
+//     the receiver will not say which others did, so every packet reported
+//     lost before and last sent that long ago goes again; not more often
+//     than every four RTTs, as most of them did arrive;
+//   - a head never reported: the report was lost, or the tail of a burst
+//     (no packet behind it showed the gap). The report would have named a
+//     run of packets from the head, so the next repairRunMin go along, and
+//     twice as many each time the ACK point stops again right where the
+//     previous run ended.
+//
+// A spurious repair (the ACK was only late) costs duplicates.
+func (s *sender) repairHead(now int64) int {
+	n := s.inFlight()
+	if n == 0 || s.lost[s.ackPos] {
+		return 0
+	}
+	cut := now - (s.rtt + 4*s.rttVar + 2*int64(synInterval))
+	if s.sentAt[s.ackPos] >= cut {
+		return 0
+	}
+	queue := func(off int) int {
+		p := (s.ackPos + off) & s.mask
+		if s.lost[p] || s.sentAt[p] >= cut {
+			return 0
+		}
+		s.lost[p] = true
+		return 1
+	}
+	queued := queue(0)
+	if s.naked[s.ackPos] {
+		if now-s.lastSweep > 4*s.rtt {
+			s.lastSweep = now
+			for off := 1; off < n; off++ {
+				if s.naked[(s.ackPos+off)&s.mask] {
+					queued += queue(off)
+				}
+			}
+		}
+	} else {
+		if s.ackSeq == s.runEnd {
+			s.run = min(2*s.run, s.size)
+		} else {
+			s.run = repairRunMin
+		}
+		run := min(s.run, n)
+		for off := 1; off < run; off++ {
+			queued += queue(off)
+		}
+		s.runEnd = seqno.Add(s.ackSeq, run)
+	}
+	s.losses += queued
+	s.lossHint = 0
+	return queued
 }
 
 // fail records why nothing more can be sent and wakes everyone.
@@ -407,6 +508,7 @@ func (c *Conn) sendLoop() {
 			}
 			p := s.pos(seq)
 			l := int(s.lens[p])
+			s.sentAt[p] = now
 			h.Seq = seq
 			h.Timestamp = uint32(now / 1000)
 			s.msgNo++

@@ -13,6 +13,7 @@ import (
 //   - expiredNAK: re-reports losses that a retransmission has not repaired
 //     (libudt 4.11 compiled this out; we keep it because a lost NAK or
 //     retransmission otherwise waits for the sender's EXP);
+//   - expiredHead: the oldest unacknowledged packet is overdue: resend it;
 //   - expiredEXP: the peer's silence: go-back-N retransmission, keep-alives,
 //     and after Config.PeerTimeout the end of the connection;
 //   - expiredKeepAlive: a keep-alive when we have sent nothing for a while;
@@ -32,6 +33,7 @@ func (c *Conn) timerLoop() {
 		now := c.now()
 		buf = c.expiredACK(buf[:0], now)
 		buf = c.expiredNAK(buf[:0], now)
+		c.expiredHead(now)
 		if !c.expiredEXP(now) {
 			return
 		}
@@ -70,6 +72,19 @@ func (c *Conn) expiredNAK(buf []byte, now int64) []byte {
 		c.write(buf)
 	}
 	return buf
+}
+
+// expiredHead resends the packet holding the ACK point back once its ACK is
+// overdue (sender.repairHead).
+func (c *Conn) expiredHead(now int64) {
+	s := &c.snd
+	s.mu.Lock()
+	repaired := s.repairHead(now)
+	s.mu.Unlock()
+	if repaired > 0 {
+		c.stats.headRepairs.Add(uint64(repaired))
+		notify(s.wake)
+	}
 }
 
 // expiredEXP is libudt's EXP timer split in its two jobs. The peer's

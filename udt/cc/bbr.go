@@ -53,10 +53,14 @@ import (
 // we sent over the last two minRTTs and btlbw, three times, is not
 // believed again: libudt's receiver (a median over 16 packet intervals)
 // reports up to 10^6 packets/s when packets come bunched, and inflated
-// figures that pass the caps below. From then on the second sample is what
-// the cumulative ACKs delivered over max(4 minRTT, 400 ms), at most the
-// gain times btlbw at the round's start.
-//
+// figures that pass the caps below. From then on the only sample is the
+// rate of Snapshot.Received over two minRTTs (what the receiver's ACKs and
+// loss reports show arriving: the packet beyond each reported gap arrived,
+// the gap did not), at most the gain times btlbw at the round's start; it
+// does not stall behind a hole and jump when the hole fills as the
+// cumulative ACK does. The filter restarts from that rate when the
+// receiver loses our trust, unless we sent too little new data to tell.
+
 // The engine smooths the receive rate (7/8 per ACK), so it lags by some
 // eight ACKs: on lossy paths Startup grows by about 1.8 instead of 2 per
 // round, and a probe reveals only part of any new bandwidth. The link
@@ -131,8 +135,8 @@ import (
 // was sent in (not, say, Startup's overshoot against ProbeBW). Heavy loss
 // corrects the model: a round with more than 20 % retransmissions (at least
 // 8) while the smoothed RTT shows a queue means the path got slower than
-// btlbw; btlbw restarts from the receiver's arrival rate and Drain empties
-// the queue. OnTimeout (EXP: no progress for at least 300 ms) is ignored
+// btlbw; btlbw restarts from the receiver's arrival rate (or the Received
+// rate, if we sent enough new data to tell) and Drain empties the queue. OnTimeout (EXP: no progress for at least 300 ms) is ignored
 // the first time (the engine resends only the likely losses); from the
 // second in a row it keeps the model but holds new data to 16 packets plus what the ACKs free,
 // until the ACK passes what was in flight at the timeout; the go-back-N
@@ -236,6 +240,8 @@ type BBR struct {
 	dmarks  [bbrDeliveryMarks]bbrDeliveryMark
 	dmarkIx int
 	sentAll int64 // packets handed to the network, retransmissions included
+	seen    int64 // Snapshot.Received, never decreasing
+	sentNew int64 // new packets handed to the network
 
 	// The receiver's arrival rate is not believed once it has claimed
 	// far more than was sent (see sampleBandwidth).
@@ -303,6 +309,8 @@ type bbrDeliveryMark struct {
 	at        int64 // ns (0: empty)
 	delivered int64
 	sent      int64 // sentAll then
+	seen      int64 // seen then
+	sentNew   int64 // sentNew then
 }
 
 type bbrBwSlot struct {
@@ -371,9 +379,11 @@ const (
 	// The receiver's arrival rate is an artefact when it is more than
 	// bbrArtefactGain times what we sent over that window; after
 	// bbrArtefacts of those it is ignored for good.
-	bbrArtefactGain    = 4.0
-	bbrArtefacts       = 3
-	bbrUntrustedWindow = 400 * time.Millisecond
+	bbrArtefactGain = 4.0
+	bbrArtefacts    = 3
+	// A Received-based figure is limited (it does not reset btlbw) when
+	// we sent new packets at under this share of btlbw.
+	bbrSeenLimited = 0.8
 
 	bbrMaxRate     = 1e8 // packets/s: beyond any link; keeps products finite
 	bbrMaxInterval = time.Second
@@ -423,6 +433,9 @@ func (c *BBR) readSnapshot(s *Snapshot) {
 	if s.RTT > 0 && int64(s.RTT) <= bbrMaxRTT {
 		c.srtt = int64(s.RTT)
 	}
+	if s.Received > c.seen {
+		c.seen = s.Received
+	}
 	c.recvRate = min(rate(s.RecvRate), bbrMaxRate)
 	if r := rate(s.ACKRate); r > 0 {
 		// The ACK's own figure: the receiver already averages over
@@ -444,6 +457,9 @@ func (c *BBR) OnSent(seq int32, bytes int, retransmit bool, s *Snapshot) {
 		}
 	}
 	c.sentAll++
+	if !retransmit {
+		c.sentNew++
+	}
 	r := &c.ring[seq&bbrRingMask]
 	if retransmit {
 		known := r.seq == seq && r.flags&recValid != 0
@@ -621,6 +637,7 @@ func (c *BBR) OnLoss(first int32, s *Snapshot) {
 	if r := &c.ring[first&bbrRingMask]; r.seq == first && r.flags&recValid != 0 {
 		r.flags |= recNAKed
 	}
+	c.markDelivered(now) // the report moved Received
 	c.lossEvents++
 	c.roundStart = false
 	c.roundTimeout(now)
@@ -730,22 +747,26 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 		// flights. Nor against what we sent alone: after a timeout we
 		// send little, and the figure may be older than that.)
 		if c.artefacts++; c.artefacts >= bbrArtefacts {
-			c.recvUntrusted = true
+			c.distrustReceiver(now)
 		}
 	}
 	if c.recvUntrusted {
-		// Without the receiver's figure: what the cumulative ACKs
-		// delivered over the last max(4 minRTT, 400 ms), long enough
-		// to average over the stalls and jumps of the ACK point (a
-		// libudt receiver never repeats a NAK: a lost retransmission
-		// holds the ACK point until our EXP, 300 ms or more). A window
-		// that ends on a jump still counts more than arrived in it,
-		// hence the round's cap.
-		if d, _, ok := c.deliveryRatesOver(now, max(4*c.minRTT, int64(bbrUntrustedWindow))); ok {
+		// Without the receiver's figure: the rate at which its ACKs and
+		// loss reports showed packets arriving (Snapshot.Received).
+		// Unlike the cumulative ACK it does not stall on a hole and jump
+		// when the hole fills, so the delivery-rate sample above, which
+		// such jumps inflate, is not taken either. A window that ends
+		// just after a report can count a little more than arrived in
+		// it, hence the round's cap. (Samples from windows in which we
+		// sent little new data do count: the max filter outlasts them,
+		// and without them a btlbw too high to send at would never
+		// come down.)
+		sample = 0
+		if d, _, ok := c.seenRate(now); ok {
 			if c.roundBw > 0 {
 				d = min(d, probeGain*c.roundBw)
 			}
-			sample = max(sample, d)
+			sample = d
 		}
 	} else if b := c.recvRate; b > 0 {
 		if c.roundBw > 0 {
@@ -782,14 +803,31 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 	}
 }
 
+// distrustReceiver stops believing the receiver's arrival rate for good,
+// and restarts the bandwidth filter from what its ACKs and loss reports
+// show arriving, if that tells anything: the filter's samples came from
+// the figures now found wanting.
+func (c *BBR) distrustReceiver(now int64) {
+	c.recvUntrusted = true
+	seen, fresh, ok := c.seenRate(now)
+	if !ok || seen <= 0 || seen >= c.bw || c.seenLimited(fresh) {
+		return
+	}
+	for i := range c.bwSlots {
+		c.bwSlots[i] = bbrBwSlot{}
+	}
+	c.bwSlots[c.round%bbrBwRounds] = bbrBwSlot{round: c.round, max: seen}
+	c.bw = seen
+}
+
 // markDelivered remembers the delivered count, one mark per 10 ms at most.
 func (c *BBR) markDelivered(now int64) {
 	last := &c.dmarks[(c.dmarkIx+bbrDeliveryMarks-1)%bbrDeliveryMarks]
 	if last.at != 0 && now-last.at < int64(10*time.Millisecond) {
-		last.delivered, last.sent = c.delivered, c.sentAll
+		last.delivered, last.sent, last.seen, last.sentNew = c.delivered, c.sentAll, c.seen, c.sentNew
 		return
 	}
-	c.dmarks[c.dmarkIx] = bbrDeliveryMark{at: now, delivered: c.delivered, sent: c.sentAll}
+	c.dmarks[c.dmarkIx] = bbrDeliveryMark{at: now, delivered: c.delivered, sent: c.sentAll, seen: c.seen, sentNew: c.sentNew}
 	c.dmarkIx = (c.dmarkIx + 1) % bbrDeliveryMarks
 }
 
@@ -798,11 +836,37 @@ func (c *BBR) markDelivered(now int64) {
 // included), both over the last max(2 minRTT, bbrDeliveryWindow), or
 // ok false while there is not half that much history.
 func (c *BBR) deliveryRates(now int64) (delivered, sent float64, ok bool) {
-	return c.deliveryRatesOver(now, max(2*c.minRTT, int64(bbrDeliveryWindow)))
+	from := c.markBefore(now, max(2*c.minRTT, int64(bbrDeliveryWindow)))
+	if from == nil {
+		return 0, 0, false
+	}
+	span := float64(now-from.at) / 1e9
+	return float64(c.delivered-from.delivered) / span, float64(c.sentAll-from.sent) / span, true
 }
 
-// deliveryRatesOver is deliveryRates over the last w ns.
-func (c *BBR) deliveryRatesOver(now, w int64) (delivered, sent float64, ok bool) {
+// seenRate is the rate at which the receiver showed packets arriving
+// (Snapshot.Received) over the last two minRTTs (at least
+// bbrDeliveryWindow), and the rate at which we sent new packets then.
+func (c *BBR) seenRate(now int64) (seen, fresh float64, ok bool) {
+	from := c.markBefore(now, max(2*c.minRTT, int64(bbrDeliveryWindow)))
+	if from == nil {
+		return 0, 0, false
+	}
+	span := float64(now-from.at) / 1e9
+	return float64(c.seen-from.seen) / span, float64(c.sentNew-from.sentNew) / span, true
+}
+
+// seenLimited reports whether a seenRate figure says more about us than
+// about the path: we sent new packets at well under btlbw (the window was
+// full of packets behind holes, or the application had nothing). Such a
+// figure does not reset the model (heavy loss, distrustReceiver).
+func (c *BBR) seenLimited(fresh float64) bool {
+	return fresh < bbrSeenLimited*c.bw
+}
+
+// markBefore returns the newest delivery mark at least w ns old (or the
+// oldest kept), nil while there is not half that much history.
+func (c *BBR) markBefore(now, w int64) *bbrDeliveryMark {
 	var from *bbrDeliveryMark
 	for i := 1; i <= bbrDeliveryMarks; i++ {
 		m := &c.dmarks[(c.dmarkIx-i+2*bbrDeliveryMarks)%bbrDeliveryMarks]
@@ -815,10 +879,9 @@ func (c *BBR) deliveryRatesOver(now, w int64) (delivered, sent float64, ok bool)
 		}
 	}
 	if from == nil || now-from.at < w/2 {
-		return 0, 0, false
+		return nil
 	}
-	span := float64(now-from.at) / 1e9
-	return float64(c.delivered-from.delivered) / span, float64(c.sentAll-from.sent) / span, true
+	return from
 }
 
 // clean reports whether a sample from r counts only packets that arrived
@@ -903,7 +966,11 @@ func (c *BBR) startRound(now int64) {
 		c.lossEpoch = now
 		carried := c.recvRate
 		if c.recvUntrusted {
-			carried, _, _ = c.deliveryRates(now)
+			if seen, fresh, ok := c.seenRate(now); ok && !c.seenLimited(fresh) {
+				carried = seen
+			} else {
+				carried = 0 // we sent too little to tell
+			}
 		}
 		if carried > 0 && carried < c.bw {
 			for i := range c.bwSlots {

@@ -45,6 +45,7 @@ func (p *bbrPipe) tick() {
 	if n > 0 {
 		p.acked = seqno.Add(p.acked, n)
 		p.times = p.times[n:]
+		p.snap.Received += int64(n) // no loss: the cumulative ACK tells all
 		p.snap.RTT = rtt
 		p.snap.MaxSent = seqno.Dec(p.next)
 		p.c.OnACK(p.acked, &p.snap)

@@ -34,6 +34,12 @@ type Snapshot struct {
 	FlowWindow int           // the peer's flow window from the handshake, packets
 	InFlight   int           // packets sent and not yet acknowledged
 	Timeouts   int           // OnTimeout: expirations in a row without progress (1 = the first)
+
+	// Received counts the packets the receiver has shown it holds: up to
+	// its cumulative ACK, and up to the packet beyond each gap it
+	// reported, less the packets those reports named lost (once each).
+	// It grows while the ACK point waits on a hole, as SACK would.
+	Received int64
 }
 
 // Controller is a congestion-control algorithm. Methods are called with the
@@ -42,7 +48,7 @@ type Snapshot struct {
 type Controller interface {
 	// OnACK is called for every full ACK: everything before ack arrived.
 	OnACK(ack int32, s *Snapshot)
-	// OnLoss is called for every loss report (NAK) before the losses are
+	// OnLoss is called for every loss report (NAK) once its losses are
 	// queued for retransmission; first is the first lost sequence number.
 	OnLoss(first int32, s *Snapshot)
 	// OnTimeout is called when the EXP timer puts unacknowledged data back

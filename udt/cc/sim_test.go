@@ -179,6 +179,8 @@ type sim struct {
 	sAck, sNext, sEnd int32
 	unlimited         bool
 	lost              []bool
+	naked             []bool // reported lost at least once (Snapshot.Received)
+	seen              int32  // one past the newest packet the receiver showed it holds
 	losses, lossHint  int
 	flowWindow        int
 	lastACK           int32
@@ -238,10 +240,11 @@ func runSim(cfg simConfig, mk func(Clock) Controller) simResult {
 	}
 	s.cc = mk(clk)
 	isn := cfg.isn & seqno.Max
-	s.sAck, s.sNext, s.lastACK = isn, isn, isn
+	s.sAck, s.sNext, s.lastACK, s.seen = isn, isn, isn, isn
 	s.unlimited = cfg.packets == 0
 	s.sEnd = seqno.Add(isn, cfg.packets)
 	s.lost = make([]bool, 1<<simRingBits)
+	s.naked = make([]bool, 1<<simRingBits)
 	s.flowWindow = cfg.flowWindow
 	s.rtt, s.rttVar = int64(100*time.Millisecond), int64(50*time.Millisecond)
 	s.recvRate, s.bw = 16, 1
@@ -475,14 +478,27 @@ func (s *sim) acknowledge(ack int32, now int64) {
 	}
 	for i := 0; i < n; i++ {
 		q := seqno.Add(s.sAck, i)
+		s.naked[s.slot(q)] = false
 		if s.lost[s.slot(q)] {
 			s.lost[s.slot(q)] = false
 			s.losses--
 		}
 	}
+	s.see(ack)
 	s.sAck = ack
 	s.progress(now)
 	s.lossHint = max(s.lossHint-n, 0)
+}
+
+// see counts packets as received up to next, as the engine's sender.see.
+func (s *sim) see(next int32) {
+	if seqno.Cmp(next, s.sNext) > 0 {
+		next = s.sNext
+	}
+	if d := seqno.Off(s.seen, next); d > 0 {
+		s.seen = next
+		s.snap.Received += int64(d)
+	}
 }
 
 func (s *sim) progress(now int64) {
@@ -536,17 +552,17 @@ func (s *sim) reverseArrival(m simMsg) {
 
 func (s *sim) onNAK(ranges [][2]int32, now int64) {
 	maxSent := seqno.Dec(s.sNext)
-	told := false
+	var reported int32
+	any := false
 	for _, r := range ranges {
 		first, last := r[0], r[1]
 		if seqno.Cmp(first, last) > 0 || seqno.Cmp(last, maxSent) > 0 {
 			return
 		}
-		if !told {
-			s.cc.OnLoss(first, s.snapshot())
-			s.progress(now)
-			told = true
+		if !any {
+			reported, any = first, true
 		}
+		s.see(seqno.Add(last, 2))
 		if seqno.Cmp(first, s.sAck) < 0 {
 			first = s.sAck
 		}
@@ -555,6 +571,10 @@ func (s *sim) onNAK(ranges [][2]int32, now int64) {
 		}
 		for off, end := seqno.Off(s.sAck, first), seqno.Off(s.sAck, last); off <= end; off++ {
 			q := seqno.Add(s.sAck, off)
+			if !s.naked[s.slot(q)] {
+				s.naked[s.slot(q)] = true
+				s.snap.Received--
+			}
 			if !s.lost[s.slot(q)] {
 				s.lost[s.slot(q)] = true
 				s.losses++
@@ -563,6 +583,10 @@ func (s *sim) onNAK(ranges [][2]int32, now int64) {
 				s.lossHint = off
 			}
 		}
+	}
+	if any {
+		s.cc.OnLoss(reported, s.snapshot())
+		s.progress(now)
 	}
 }
 
