@@ -10,14 +10,21 @@
 #   p2pcat-enc = p2pcat recv <- p2pcat send: the default path (tokens from
 #             files, Noise handshake, framed and encrypted), --stun none
 #   libudt  = udtpeer recv -r    <-  udtpeer send -r     (shared/interop)
-# and checks SHA-256. Per run it prints the rate the receiver reports
+# and checks SHA-256. The receiver's stdout is a tmpfs file whose pages
+# were allocated (zeroed) before the run and which is opened without
+# truncation (SINK=prealloc, the default), so both contenders' output
+# costs a copy into memory; SINK=trunc writes a freshly truncated file
+# instead, whose page allocation and zeroing cost the receiver 0.5-1.4 s
+# of kernel time per GiB on this box (dd alone: 0.50-0.84 s against 0.15 s
+# into allocated pages) and made p2pcat's runs bimodal. A short output
+# leaves zeros behind and fails the check either way. Per run it prints the rate the receiver reports
 # (udtpeer "= X MB/s", p2pcat -v "(X MB/s)": connection to last byte), the
 # wall-clock rate measured here (sender start -> receiver exit, so it
 # includes process start, handshake and Shutdown), and the user+sys CPU
 # seconds of each process; then medians and the ratios p2pcat/libudt.
 # MB = 10^6 bytes. The two programs alternate within each run.
 #
-# Environment: IMPLS (default "p2pcat p2pcat-enc libudt"),
+# Environment: SINK (prealloc or trunc, see above), IMPLS (default "p2pcat p2pcat-enc libudt"),
 # P2PCAT_INTEROP_BIN=dir with a built udtpeer (default: build
 # a copy of ../shared/interop), WORK=dir (default /dev/shm/p2pcat-bench).
 # The machine should be otherwise idle: both peers together need ~1.5 of
@@ -43,8 +50,11 @@ fi
 want=$(sha256sum <"$src" | cut -d' ' -f1)
 bytes=$((size_mib * 1048576))
 out=$work/out.bin
+sink=${SINK:-prealloc}
+case $sink in prealloc | trunc) ;; *) echo "bench: error: SINK must be prealloc or trunc" >&2; exit 2 ;; esac
 
 printf 'machine: %s cores, %s, load average at start %s\n' "$(nproc)" "$(uname -r)" "$load0"
+printf 'receiver output: %s (SINK)\n' "$sink"
 printf 'p2pcat %s (%s), udtpeer on libudt %s\n' \
   "$(cd "$root" && git describe --always --dirty 2>/dev/null || echo '?')" "$(go version | cut -d' ' -f3)" \
   "$(dpkg-query -W -f '${Version}' libudt0 2>/dev/null || echo '?')"
@@ -82,6 +92,9 @@ one() {
   port=$((port + 2))
   pr=$port ps=$((port + 1))
   rm -f "$out"
+  if [ "$sink" = prealloc ]; then
+    fallocate -l "$bytes" "$out" # zeroed pages, allocated before the clock starts
+  fi
   local rcv snd
   if [ "$impl" = p2pcat ]; then
     rcv=("$P2P" recv --raw -v --stun none --ntp none --slot 0 --localport "$pr" "127.0.0.1:$ps")
@@ -94,7 +107,11 @@ one() {
     rcv=("$UDTPEER" recv -r -m 1500 -l "$pr" -c "127.0.0.1:$ps")
     snd=("$UDTPEER" send -r -m 1500 -l "$ps" -c "127.0.0.1:$pr")
   fi
-  timed "$work/rcv.cpu" timeout 600 "${rcv[@]}" >"$out" 2>"$work/recv.log" &
+  if [ "$sink" = prealloc ]; then
+    timed "$work/rcv.cpu" timeout 600 "${rcv[@]}" 1<>"$out" 2>"$work/recv.log" &
+  else
+    timed "$work/rcv.cpu" timeout 600 "${rcv[@]}" >"$out" 2>"$work/recv.log" &
+  fi
   rpid=$!
   sleep 0.3
   t0=$(now)
