@@ -224,9 +224,6 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// startTrace prints the connection's transport state to stderr every
-// 500 ms when P2PCAT_TRACE is set (a diagnostic, see ENVIRONMENT in the
-// manual page).
 // traceLogf returns the UDT engine's debug log (connection, timeouts)
 // for P2PCAT_TRACE, nil without it.
 func traceLogf() func(string, ...any) {
@@ -239,16 +236,25 @@ func traceLogf() func(string, ...any) {
 	}
 }
 
+// startTrace prints the connection's transport state to stderr every
+// 500 ms when P2PCAT_TRACE is set, or at the period it names if it is a
+// duration of at least 1 ms ("20ms": a diagnostic, see ENVIRONMENT in the
+// manual page).
 func startTrace(conn *udt.Conn) func() {
-	if os.Getenv("P2PCAT_TRACE") == "" {
+	v := os.Getenv("P2PCAT_TRACE")
+	if v == "" {
 		return func() {}
+	}
+	period := 500 * time.Millisecond
+	if d, err := time.ParseDuration(v); err == nil && d >= time.Millisecond {
+		period = d
 	}
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	start := time.Now()
 	go func() {
 		defer close(done)
-		t := time.NewTicker(500 * time.Millisecond)
+		t := time.NewTicker(period)
 		defer t.Stop()
 		var last udt.Stats
 		for {
@@ -258,7 +264,7 @@ func startTrace(conn *udt.Conn) func() {
 				return
 			}
 			st := conn.Stats()
-			fmt.Fprintf(os.Stderr, "p2pcat: trace %6.1fs sent %d retx %d recv %d dup %d nak %d/%d head %d rtt %v win %.0f iv %v inflight %d losses %d %s\n",
+			fmt.Fprintf(os.Stderr, "p2pcat: trace %7.3fs sent %d retx %d recv %d dup %d nak %d/%d head %d rtt %v win %.0f iv %v inflight %d losses %d %s\n",
 				time.Since(start).Seconds(), st.PacketsSent-last.PacketsSent, st.PacketsRetransmitted-last.PacketsRetransmitted,
 				st.PacketsReceived-last.PacketsReceived, st.PacketsDuplicate-last.PacketsDuplicate,
 				st.NAKsSent-last.NAKsSent, st.NAKsReceived-last.NAKsReceived, st.HeadRepairs-last.HeadRepairs,
