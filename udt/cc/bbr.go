@@ -113,8 +113,12 @@ import (
 //
 // PacketInterval is 1/(pacing_gain × btlbw), stretched by 16/15 for the
 // engine's packet pairs (after each seq%16 == 0 the next packet goes out at
-// once and counts no interval). Before the first sample the sender is
-// unpaced and held by the window of 16.
+// once and counts no interval). Before the first RTT sample the sender is
+// unpaced and held by the window of 16. In Startup the rate is at least
+// pacing_gain × 16 packets per minRTT and never falls (as in Linux's BBR):
+// the first bandwidth figures are the engine's initial guess (16 packets/s)
+// and the key exchange above, a few app-limited packets, and pacing by
+// them alone held the first round trips to a packet every 24 ms.
 //
 // Window is cwnd_gain × BDP + btlbw × 40 ms (ACKs come only every 10 ms,
 // and a hole adds the NAK hold and its repair), at least 4 packets, 16 in Startup, plus the packets behind a hole. The
@@ -186,6 +190,8 @@ type BBR struct {
 	srtt     int64 // Snapshot.RTT, ns (0: unknown)
 	acks     int   // ACKs that moved the ACK point, up to bbrSRTTWarm
 	recvRate float64
+
+	startupRate float64 // the highest pacing rate in Startup, packets/s
 
 	// Rounds and loss accounting.
 	round      int64
@@ -769,8 +775,8 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 			sample = d
 		}
 	} else if b := c.recvRate; b > 0 {
-		if c.roundBw > 0 {
-			b = min(b, probeGain*c.roundBw)
+		if base := max(c.roundBw, c.startupBase()); base > 0 {
+			b = min(b, probeGain*base)
 		} else if c.bw > 0 {
 			b = min(b, probeGain*c.bw)
 		} else if c.firstSend >= 0 && now > c.firstSend {
@@ -801,6 +807,19 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 			c.bw = sample
 		}
 	}
+}
+
+// startupBase is, in Startup, the rate the initial window makes per
+// minRTT (0 otherwise, or without an RTT): the least btlbw that the
+// round's cap on samples grows from. The first figures are the engine's
+// initial guess and the key exchange above (some 16 packets/s), and a cap
+// of 2.77 times that per round took three round trips to reach what the
+// initial window alone sends.
+func (c *BBR) startupBase() float64 {
+	if c.state != bbrStartup || c.minRTT <= 0 {
+		return 0
+	}
+	return bbrInitialWindow * 1e9 / float64(c.minRTT)
 }
 
 // distrustReceiver stops believing the receiver's arrival rate for good,
@@ -1279,7 +1298,17 @@ func (c *BBR) update() {
 	c.cwnd = clampWindow(w)
 
 	c.interval = 0
-	if r := c.pacingGain * c.bw; r > 0 {
+	r := c.pacingGain * c.bw
+	if c.state == bbrStartup {
+		// As Linux's BBR: until the pipe is full the pacing rate starts
+		// from the initial window per RTT and never falls. The first
+		// samples are the engine's initial receive-rate guess (16
+		// packets/s, libudt's) and the key exchange's few app-limited
+		// packets, and pacing by them sent one packet per 24 ms.
+		r = max(r, c.pacingGain*c.startupBase(), c.startupRate)
+		c.startupRate = r
+	}
+	if r > 0 {
 		iv := bbrPairFactor * 1e9 / r
 		if !(iv <= float64(bbrMaxInterval)) {
 			iv = float64(bbrMaxInterval)

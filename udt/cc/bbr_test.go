@@ -133,6 +133,46 @@ func TestBBRFirstSample(t *testing.T) {
 	}
 }
 
+// A connection starts with a key exchange: two small packets a round
+// trip, acknowledged with the engine's initial receive-rate guess (16
+// packets/s). The bulk data that follows must still leave at Startup's
+// pace for 16 packets a round trip, not one packet per 24 ms, and that
+// pace must not fall while the pipe is not full.
+func TestBBRStartupAfterKeyExchange(t *testing.T) {
+	clk := newFakeClock()
+	c := NewBBR(clk)
+	rtt := 100 * time.Millisecond
+	s := &Snapshot{RTT: rtt, RecvRate: 16, MSS: 1500}
+	seq := int32(isn)
+	for range 2 { // key exchange: one packet each way per round trip
+		c.OnSent(seq, 48, false, s)
+		seq = seqno.Inc(seq)
+		clk.Advance(rtt)
+		s.MaxSent = seqno.Dec(seq)
+		c.OnACK(seq, s)
+	}
+	floor := time.Duration(bbrPairFactor * 1e9 / (bbrStartupPacingGain * bbrInitialWindow / rtt.Seconds()))
+	iv := c.PacketInterval()
+	if iv <= 0 || iv > floor+time.Microsecond {
+		t.Fatalf("after the key exchange: PacketInterval %v, want (0, %v]: 16 packets per RTT at Startup's gain", iv, floor)
+	}
+	// A round of bulk data whose ACK still reports a lower rate.
+	for range 16 {
+		c.OnSent(seq, 1456, false, s)
+		seq = seqno.Inc(seq)
+	}
+	clk.Advance(rtt)
+	s.MaxSent = seqno.Dec(seq)
+	s.ACKRate = 20
+	c.OnACK(seq, s)
+	if got := c.PacketInterval(); got > iv {
+		t.Errorf("Startup's PacketInterval rose from %v to %v", iv, got)
+	}
+	if st, _, _ := c.State(); st != "startup" {
+		t.Errorf("state %s, want startup", st)
+	}
+}
+
 // On an ideal path the model converges on the path: bandwidth, RTT, and a
 // window of about two BDPs, in ProbeBW.
 func TestBBRConverges(t *testing.T) {
