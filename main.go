@@ -177,6 +177,10 @@ func (o *options) udtConfig() *udt.Config {
 		// 24 MB each, touched only as data flows.
 		FlowWindow: 16384,
 		SendBuffer: 16384,
+		// A --raw peer may be libudt, whose sender sizes its window from
+		// the receive rate we report and needs libudt's high figure
+		// (lab scenario g: libudt -> p2pcat 4.2 -> 70 Mbit/s).
+		LibudtRate: o.raw,
 		Logf:       traceLogf(),
 	}
 }

@@ -54,6 +54,17 @@ type Config struct {
 	// Linger bounds how long Close waits for unacknowledged data (default
 	// 180 s, as libudt; a dead peer ends it after PeerTimeout anyway).
 	Linger time.Duration
+	// LibudtRate makes the receive rate in our full ACKs at least the
+	// figure libudt 4.11's receiver would send: the mean of the last 16
+	// packet arrival intervals that lie within a factor of 8 of their
+	// median. A libudt sender sizes its window from that field (rate ×
+	// (RTT + 10 ms) + 16 packets, once out of slow start), and libudt's
+	// figure runs high (packets arrive in bunches), which is what lets
+	// libudt reach its own speed; our receiver's honest figure held a
+	// libudt sender to a fifth of that. Our own sender leans less on a
+	// figure like that (it is a libudt receiver's), so set it only where
+	// the peer may be libudt: p2pcat --raw.
+	LibudtRate bool
 	// ISN forces the initial sequence number (tests); 0 means random.
 	ISN int32
 	// Logf, if set, receives debug messages.

@@ -165,6 +165,7 @@ func (c *Conn) establish(sendISN, recvISN int32, mss, peerWindow int, peerID uin
 	c.snd.init(sendISN, c.cfg.SendBuffer, c.payload, peerWindow, mss, c.cfg.CC(cc.SystemClock{}))
 	// Accept packets as large as our own MSS allows, whatever we send.
 	c.rcv.init(recvISN, c.cfg.FlowWindow, c.cfg.MSS-ipUDPHeaderBytes-wire.HeaderLen)
+	c.rcv.est.libudt = c.cfg.LibudtRate
 	now := c.now()
 	c.connectedT = now
 	c.lastHeard.Store(now)

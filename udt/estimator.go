@@ -21,6 +21,11 @@ type estimator struct {
 	probeTime int64 // arrival of the last seq%16 == 0 packet, ns
 	probeSeq  int32
 	scratch   [64]int64
+
+	// libudt 4.11's arrival rate as a floor (Config.LibudtRate).
+	libudt    bool
+	intervals [16]int64 // ns between consecutive arrivals
+	ivIdx     int
 }
 
 // rateMark is the arrival count and the time of the latest arrival, taken
@@ -41,11 +46,18 @@ func (e *estimator) init() {
 	for i := range e.probes {
 		e.probes[i] = 1_000_000
 	}
+	for i := range e.intervals {
+		e.intervals[i] = 1_000_000_000 // as libudt's: a second each
+	}
 	e.probeSeq = -1
 }
 
 // onArrival records a data packet arriving at now (ns).
 func (e *estimator) onArrival(seq int32, now int64) {
+	if e.libudt && e.lastArr != 0 {
+		e.intervals[e.ivIdx] = now - e.lastArr
+		e.ivIdx = (e.ivIdx + 1) % len(e.intervals)
+	}
 	e.count++
 	e.lastArr = now
 	switch seq % probeModulus {
@@ -117,7 +129,34 @@ func (e *estimator) recvRate(minSpan time.Duration) int32 {
 		e.marks[e.markIdx] = rateMark{count: e.count, at: e.lastArr}
 		e.markIdx = (e.markIdx + 1) % rateMarks
 	}
+	if e.libudt {
+		rate = max(rate, e.libudtRate())
+	}
 	return rate
+}
+
+// libudtRate is libudt 4.11's packet arrival rate (CPktTimeWindow::
+// getPktRcvSpeed): the mean of the last 16 arrival intervals that lie
+// within a factor of 8 of their median (the median of the first 15, as
+// 4.11 sorts all but the last), 0 unless more than 8 of them do. Packets
+// that arrive in bunches (batched forwarding, recvmmsg) make short
+// intervals, so the figure runs above the arrival rate.
+func (e *estimator) libudtRate() int32 {
+	s := e.scratch[:len(e.intervals)-1]
+	copy(s, e.intervals[:len(s)])
+	slices.Sort(s)
+	median := s[len(s)/2]
+	var sum, n int64
+	for _, v := range e.intervals {
+		if v > median/8 && v < median*8 {
+			sum += v
+			n++
+		}
+	}
+	if n <= 8 || sum <= 0 {
+		return 0
+	}
+	return rateFrom(n, sum)
 }
 
 // capacity returns the link capacity in packets/s from packet pairs.

@@ -362,3 +362,57 @@ func TestRecvRateLateReads(t *testing.T) {
 		t.Errorf("span %v errs %.1f %%, span %v %.1f %%: the longer span should err far less", rateMinSpan, 100*worst[1], rateMaxSpan, 100*worst[0])
 	}
 }
+
+// With Config.LibudtRate the ACK's figure is at least libudt 4.11's: the
+// mean of the last 16 intervals within a factor of 8 of their median. For
+// packets that arrive in bunches that is far above the arrival rate (what
+// a libudt sender needs to open its window); for evenly spaced packets the
+// two agree; without the option the bunches change nothing.
+func TestRecvRateLibudtFloor(t *testing.T) {
+	const rate = 8000.0 // packets/s
+	run := func(libudt bool, arrivals []int64) int32 {
+		var e estimator
+		e.init()
+		e.libudt = libudt
+		i := 0
+		var last int32
+		for now := estStart; i < len(arrivals); now += int64(10 * time.Millisecond) {
+			for i < len(arrivals) && arrivals[i] <= now {
+				e.onArrival(int32(i), arrivals[i])
+				i++
+			}
+			last = e.recvRate(100 * time.Millisecond)
+		}
+		return last
+	}
+	// Bunches of 8 packets 10 µs apart, 1 ms per bunch: libudt's median
+	// interval is 10 µs and the 1 ms gaps fall outside its band.
+	bunched := bunchedArrivals(rate, 400, 8, estStart, 10*time.Microsecond)
+	plain, floor := run(false, bunched), run(true, bunched)
+	if math.Abs(float64(plain)-rate)/rate > 0.05 {
+		t.Errorf("bunched, no floor: %d packets/s, want about %.0f (the arrival rate)", plain, rate)
+	}
+	if want := int32(1e9 / 10e3); floor < want*95/100 || floor > want*105/100 {
+		t.Errorf("bunched, libudt floor: %d packets/s, want about %d (libudt: 1/10 µs)", floor, want)
+	}
+	even := bunchedArrivals(rate, 3200, 1, estStart, 0)
+	if a, b := run(false, even), run(true, even); math.Abs(float64(b-a))/rate > 0.05 {
+		t.Errorf("evenly spaced: %d packets/s with the floor, %d without; want the same", b, a)
+	}
+	// Too scattered for libudt (8 of 16 in the band): its figure is 0, and
+	// the span figure stands.
+	var e estimator
+	e.init()
+	e.libudt = true
+	at := estStart
+	for i := range 16 {
+		at += int64(time.Millisecond)
+		if i%2 == 1 {
+			at += int64(100 * time.Millisecond)
+		}
+		e.onArrival(int32(i), at)
+	}
+	if got := e.libudtRate(); got != 0 {
+		t.Errorf("scattered intervals: libudt figure %d, want 0", got)
+	}
+}

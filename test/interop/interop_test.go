@@ -5,6 +5,7 @@ package interop
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -160,5 +161,41 @@ func TestP2pcatRendezvous(t *testing.T) {
 				speeds:  speeds,
 			}.run(t)
 		})
+	}
+}
+
+// TestRelayLibudtSender: a libudt sender does as well into p2pcat --raw as
+// into libudt itself, through the lossy relay (rendezvous, runs
+// alternated). libudt's sender sizes its window from the receive rate in
+// our ACKs, and libudt's receiver reports a high one; --raw reports at
+// least that (udt.Config.LibudtRate). With the honest figure alone this
+// direction ran at a fifth of libudt -> libudt in the NAT lab.
+func TestRelayLibudtSender(t *testing.T) {
+	requireEnv(t)
+	const runs = 2
+	rates := map[string][]float64{}
+	for i := range runs {
+		for _, receiver := range []kind{udtpeer, p2pcatRaw} {
+			name := fmt.Sprintf("to-%s/%d", receiver, i+1)
+			t.Run(name, func(t *testing.T) {
+				relay := append(append([]string(nil), lossyRelay...), "-S", strconv.Itoa(1+rand.IntN(1<<30)))
+				mbps := transfer{
+					plan: plan{sender: udtpeer, receiver: receiver, rendezvous: true,
+						first: sideReceiver, relayArgs: relay},
+					src:     env.small,
+					timeout: relayRunTimeout,
+				}.run(t)
+				rates[receiver.String()] = append(rates[receiver.String()], mbps)
+			})
+		}
+	}
+	best := func(k kind) float64 { return slices.Max(rates[k.String()]) }
+	if len(rates[udtpeer.String()]) < runs || len(rates[p2pcatRaw.String()]) < runs {
+		t.Fatal("not every run finished")
+	}
+	lib, own := best(udtpeer), best(p2pcatRaw)
+	t.Logf("libudt sender, best of %d: into libudt %.1f MB/s, into p2pcat --raw %.1f MB/s (%.2fx)", runs, lib, own, own/lib)
+	if own < 0.8*lib {
+		t.Errorf("libudt -> p2pcat --raw %.1f MB/s is under 0.8x libudt -> libudt (%.1f MB/s)", own, lib)
 	}
 }
