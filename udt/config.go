@@ -65,6 +65,15 @@ type Config struct {
 	// figure like that (it is a libudt receiver's), so set it only where
 	// the peer may be libudt: p2pcat --raw.
 	LibudtRate bool
+	// PeerTakesEarlyData says the rendezvous peer keeps data that comes
+	// before its side of the handshake completes, as this package does
+	// once it holds the peer's handshake. Data may then flow the moment a
+	// rendezvous connects on the peer's -1 response (which the peer sends
+	// only once it holds ours), instead of waiting up to a round trip for
+	// a first packet from the connected peer. libudt 4.11 drops such data
+	// and its sender crawls after losing a first flight, so leave it off
+	// where the peer may be libudt (p2pcat --raw).
+	PeerTakesEarlyData bool
 	// ISN forces the initial sequence number (tests); 0 means random.
 	ISN int32
 	// Logf, if set, receives debug messages.

@@ -219,8 +219,11 @@ func (c *Conn) rendezvousHandshake(hs *wire.Handshake) {
 		return
 	}
 	c.establishRendezvous()
-	if hs.ReqType == wire.ReqAgreement {
-		c.markPeerReady() // a -2 comes only from a connected socket
+	if hs.ReqType == wire.ReqAgreement || c.cfg.PeerTakesEarlyData {
+		// A -2 comes only from a connected socket; a -1 from one that
+		// holds our handshake, which is enough for a peer that takes
+		// early data.
+		c.markPeerReady()
 	}
 }
 
