@@ -98,12 +98,37 @@ import (
 // point is stuck). 1.25 lasts a minRTT and until 1.25 BDP is in flight or
 // a NAK came, at most two minRTTs. 0.75 lasts long enough to drain the
 // queue the smoothed RTT shows (at most three minRTTs), less if the flight
-// is down to a BDP and no queue shows. 1 lasts a minRTT. As a simplified
+// is down to a BDP and no queue shows. 1 lasts a minRTT; but after an
+// up-phase that overflowed the queue (below) the last 1 lasts until 2-3 s
+// (at random) after it, BBRv2's time scale: a probe into a full queue
+// costs a loss-based flow beside us a cut, and it needs seconds to grow
+// back. The samples of the latest two up-phases (and the phase after
+// each) stay in btlbw until the next, as they may be further apart than
+// the filter's 10 rounds. As a simplified
 // BBRv2 inflight_hi: when the packets of an up-phase are lost clearly more
 // often than the background (by over 2 % of them and 4 standard
 // deviations), the in-flight level at which its first extra loss left
 // tells how much queue there is; later up-phases stop at 3/4 of that room,
 // which grows by a quarter with each probe that loses nothing unusual.
+//
+// Congestion loss, in the manner of BBRv2's bw_lo but fired only by loss
+// that random loss does not explain: a packet sent in ProbeBW while not
+// probing up, lost while the smoothed RTT shows a standing queue (above
+// minRTT by max(2 ms, minRTT/16) plus twice the RTT variation: jitter is
+// not a queue), counts; when a round's such losses exceed what the
+// background loss rate predicts by four standard deviations (and by 2),
+// the queue is overflowing under someone else's load. (The background is
+// the smoothed loss rate of rounds without a standing queue or a cut,
+// starting from Startup's.) Then the rate limit bwLo drops to 0.7
+// (BBRv2's and CUBIC's beta) of the rate, at least a quarter of btlbw,
+// and losses of packets sent before that cause no further cut (one per
+// window, as TCP's fast recovery). bwLo then grows as CUBIC's window:
+// C(t-K)³ + W_max, as a rate (over minRTT), with RFC 9438's C and fast
+// convergence, until it is back at btlbw as of the first cut, when it is
+// lifted. While it holds, the sender paces at bwLo rather than btlbw
+// (btlbw falls to what it sends) and ProbeBW does not probe up: bwLo's
+// growth is the probe, and a loss-based flow beside us backs off and
+// grows back as it would beside another CUBIC.
 //
 // ProbeRTT: when minRTT has not been refreshed for 10 s, the window drops to
 // half the BDP before the refresh (BBRv2's choice rather than 4 packets) for
@@ -111,7 +136,8 @@ import (
 //
 // # Outputs
 //
-// PacketInterval is 1/(pacing_gain × btlbw), stretched by 16/15 for the
+// PacketInterval is 1/(pacing_gain × btlbw) (bwLo instead while it
+// holds), stretched by 16/15 for the
 // engine's packet pairs (after each seq%16 == 0 the next packet goes out at
 // once and counts no interval). Before the first sample the sender is
 // unpaced and held by the window of 16.
@@ -131,8 +157,8 @@ import (
 //
 // # Loss and timeouts
 //
-// Loss never cuts the rate; a loss is counted against the regime its packet
-// was sent in (not, say, Startup's overshoot against ProbeBW). Heavy loss
+// Loss cuts the rate only as congestion loss (above); a loss is counted
+// against the regime its packet was sent in (not, say, Startup's overshoot against ProbeBW). Heavy loss
 // corrects the model: a round with more than 20 % retransmissions (at least
 // 8) while the smoothed RTT shows a queue means the path got slower than
 // btlbw; btlbw restarts from the receiver's arrival rate (or the Received
@@ -218,11 +244,29 @@ type BBR struct {
 
 	// Probing limit (see ProbeBW above).
 	probeAt    int64    // start of the latest up-phase, ns
+	probeWait  int64    // the next up-phase starts no sooner after it, ns
+	probeCur   float64  // the largest bandwidth sample in it and the phase after
+	probeMax   float64  // the same for the up-phase before
 	probeSent  int      // packets sent in it
 	probeLost  int      // of which lost
 	probeLowIn [8]int32 // least in-flight levels at which lost ones left, ascending
 	probeHit   bool     // it lost clearly more than the background
 	room       float64  // packets an up-phase may add beyond a BDP (0: no limit)
+
+	// Congestion loss (see ProbeBW above).
+	bwLo     float64 // rate limit after congestion loss, packets/s (0: none)
+	cutAt    int64   // losses of packets sent before this do not cut again, ns
+	cutRound bool    // the current round cut (it does not update bgLoss)
+	npSent   int     // packets sent not probing in the current round
+	npPrev   int     // the same for the previous round
+	npLost   int     // losses of packets sent not probing after cutAt, this round
+	cuts     int     // congestion cuts so far
+	cutTime  int64   // when the latest cut happened, ns
+	cutMax   float64 // CUBIC's W_max after it, as a rate, packets/s
+	cutK     float64 // CUBIC's K, s
+	lastMax  float64 // the rate at the cut before it (fast convergence)
+	cutBw    float64 // btlbw at the first cut since bwLo was lifted
+	rttVar   int64   // Snapshot.RTTVar, ns
 
 	// ProbeRTT.
 	probeRTTAt   int64 // when it began, ns
@@ -357,6 +401,18 @@ const (
 	// bbrProbeRoom is the share of the queue room found by a lossy probe
 	// that later probes may use.
 	bbrProbeRoom = 0.75
+	// bbrLossBeta is the multiplicative decrease on congestion loss
+	// (BBRv2's beta, CUBIC's).
+	bbrLossBeta = 0.7
+	// bbrLossFloor is the least share of btlbw such cuts go down to.
+	bbrLossFloor = 0.25
+	// bbrStartupBg bounds the background loss taken from Startup.
+	bbrStartupBg = 0.05
+	// cubicC is CUBIC's C (RFC 9438), packets/s³, for bwLo's growth.
+	cubicC = 0.4
+	// bbrProbeWait is the least time between up-phases (plus up to half
+	// of it at random).
+	bbrProbeWait = 2 * time.Second
 
 	// The engine sends the packet after each seq%16 == 0 at once (packet
 	// pair) without counting an interval: 16 packets per 15 intervals.
@@ -433,6 +489,9 @@ func (c *BBR) readSnapshot(s *Snapshot) {
 	if s.RTT > 0 && int64(s.RTT) <= bbrMaxRTT {
 		c.srtt = int64(s.RTT)
 	}
+	if s.RTTVar >= 0 && int64(s.RTTVar) <= bbrMaxRTT {
+		c.rttVar = int64(s.RTTVar)
+	}
 	if s.Received > c.seen {
 		c.seen = s.Received
 	}
@@ -472,6 +531,8 @@ func (c *BBR) OnSent(seq int32, bytes int, retransmit bool, s *Snapshot) {
 			c.lostRound++
 			if r.flags&recProbe != 0 && r.sent >= c.probeAt {
 				c.probeLoss(r)
+			} else if r.flags&recProbe == 0 && c.state == bbrProbeBW && r.sent >= c.cutAt && c.standingQueue() {
+				c.congestionLoss(now)
 			}
 			// Startup: the previous round's packets are being reported
 			// lost; stop doubling as soon as clearly too many are.
@@ -513,6 +574,8 @@ func (c *BBR) OnSent(seq int32, bytes int, retransmit bool, s *Snapshot) {
 	if c.state == bbrProbeBW && c.pacingGain > 1 {
 		flags |= recProbe
 		c.probeSent++
+	} else {
+		c.npSent++
 	}
 	*r = bbrRecord{
 		sent:        now,
@@ -791,6 +854,9 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 	if sample <= 0 || r != nil && r.flags&recAppLimited != 0 && sample < c.bw {
 		return
 	}
+	if c.state == bbrProbeBW && (c.pacingGain > 1 || c.cycleIdx == 1) {
+		c.probeCur = max(c.probeCur, sample)
+	}
 	slot := &c.bwSlots[c.round%bbrBwRounds]
 	if slot.round != c.round {
 		slot.round, slot.max = c.round, 0
@@ -815,6 +881,7 @@ func (c *BBR) distrustReceiver(now int64) {
 	}
 	for i := range c.bwSlots {
 		c.bwSlots[i] = bbrBwSlot{}
+		c.probeMax, c.probeCur = 0, 0
 	}
 	c.bwSlots[c.round%bbrBwRounds] = bbrBwSlot{round: c.round, max: seen}
 	c.bw = seen
@@ -906,7 +973,9 @@ func (c *BBR) lostAt(seq int32) bool {
 
 // recomputeBw takes the maximum over the filter window.
 func (c *BBR) recomputeBw() {
-	bw := 0.0
+	// Up-phases come 2-3 s apart, longer than the filter's rounds on a
+	// path of 100 ms: their samples count until the next one's.
+	bw := max(c.probeMax, c.probeCur)
 	for i := range c.bwSlots {
 		if s := &c.bwSlots[i]; s.round > c.round-bbrBwRounds && s.round <= c.round {
 			bw = max(bw, s.max)
@@ -944,10 +1013,13 @@ func (c *BBR) startRound(now int64) {
 	c.lostPrev = lost
 	c.sentPrev = c.sentRound
 	c.sentRound, c.lostRound = 0, 0
+	c.npPrev, c.npSent, c.npLost = c.npSent, 0, 0
 	c.recomputeBw()
-	if c.state != bbrStartup && !c.recovering && total > 0 {
+	if c.state != bbrStartup && !c.recovering && total > 0 && !c.cutRound && !c.standingQueue() {
 		c.bgLoss += (c.lastLoss - c.bgLoss) / 8
 	}
+	c.cutRound = false
+	c.growBwLo(now)
 	if c.state == bbrStartup {
 		c.suSent += c.sentPrev
 		c.suLost += lost
@@ -975,6 +1047,7 @@ func (c *BBR) startRound(now int64) {
 		if carried > 0 && carried < c.bw {
 			for i := range c.bwSlots {
 				c.bwSlots[i] = bbrBwSlot{}
+				c.probeMax, c.probeCur = 0, 0
 			}
 			c.bwSlots[c.round%bbrBwRounds] = bbrBwSlot{round: c.round, max: carried}
 			c.bw = carried
@@ -1060,6 +1133,12 @@ func (c *BBR) enterDrain() {
 }
 
 func (c *BBR) enterProbeBW(now int64) {
+	if c.state == bbrDrain && c.suSent > 0 {
+		// The first background: Startup's loss rate (what the up-phases
+		// overflowed is not counted: only rounds' losses).
+		c.bgLoss = max(c.bgLoss, min(float64(c.suLost)/float64(c.suSent), bbrStartupBg))
+	}
+	c.cutAt = max(c.cutAt, now) // only ProbeBW's own packets count for cuts
 	c.state = bbrProbeBW
 	c.cwndGain = bbrCwndGain
 	// Start anywhere but in the draining phase (as Linux BBR).
@@ -1072,10 +1151,21 @@ func (c *BBR) enterProbeBW(now int64) {
 	}
 	c.cycleStart = now
 	c.cycleLoss = c.lossEvents
-	c.pacingGain = bbrGainCycle[c.cycleIdx]
-	if c.pacingGain > 1 {
+	c.pacingGain = c.phaseGain()
+	if bbrGainCycle[c.cycleIdx] > 1 {
 		c.startProbe(now)
 	}
+}
+
+// phaseGain is the pacing gain of the current ProbeBW phase: the cycle's,
+// but no up-probe while a congestion cut limits the rate (bwLo's growth
+// probes, and a probe would only overflow the other flow's queue).
+func (c *BBR) phaseGain() float64 {
+	g := bbrGainCycle[c.cycleIdx]
+	if g > 1 && c.bwLo > 0 {
+		g = 1
+	}
+	return g
 }
 
 // startProbe begins an up-phase; if the previous one lost nothing
@@ -1088,11 +1178,83 @@ func (c *BBR) startProbe(now int64) {
 		}
 	}
 	c.probeAt = now
+	c.probeMax, c.probeCur = c.probeCur, 0
+	c.rng ^= c.rng << 13
+	c.rng ^= c.rng >> 7
+	c.rng ^= c.rng << 17
+	c.probeWait = int64(bbrProbeWait) + int64(c.rng%uint64(bbrProbeWait/2))
 	c.probeSent, c.probeLost = 0, 0
 	for i := range c.probeLowIn {
 		c.probeLowIn[i] = math.MaxInt32
 	}
 	c.probeHit = false
+}
+
+// congestionLoss counts the loss of a packet sent in ProbeBW while not
+// probing (and after the last cut), reported while a standing queue shows.
+// When the round's such losses exceed the background's prediction by four
+// standard deviations (and by 2), another flow is filling the queue: the
+// rate limit bwLo drops to bbrLossBeta of the rate, and losses of packets
+// sent before now cause no further cut (one per window, as TCP's fast
+// recovery).
+func (c *BBR) congestionLoss(now int64) {
+	c.npLost++
+	n := float64(max(c.npSent, c.npPrev))
+	expect := c.bgLoss * n
+	excess := float64(c.npLost) - expect
+	if excess < 2 || excess < 4*math.Sqrt(expect+0.25) {
+		return
+	}
+	r := c.rateBw()
+	if c.bwLo <= 0 {
+		c.cutBw = c.bw
+	}
+	c.cutMax = r
+	if r < c.lastMax {
+		c.cutMax = r * (1 + bbrLossBeta) / 2 // fast convergence
+	}
+	c.lastMax = r
+	c.bwLo = max(bbrLossBeta*r, bbrLossFloor*c.cutBw)
+	rtt := float64(c.minRTT) / 1e9
+	c.cutK = math.Cbrt(max(c.cutMax-c.bwLo, 0) * rtt / cubicC)
+	c.cutTime = now
+	c.cutAt = now
+	c.cutRound = true
+	c.npLost = 0
+	c.cuts++
+	c.update()
+}
+
+// growBwLo raises the rate limit after a cut as CUBIC raises its window:
+// W(t) = C(t-K)^3 + W_max, as a rate (W/minRTT), and lifts it once it
+// reaches btlbw.
+func (c *BBR) growBwLo(now int64) {
+	if c.bwLo <= 0 || c.minRTT <= 0 {
+		return
+	}
+	rtt := float64(c.minRTT) / 1e9
+	t := float64(now-c.cutTime)/1e9 - c.cutK
+	c.bwLo = max(c.bwLo, c.cutMax+cubicC*t*t*t/rtt)
+	if c.bwLo >= c.cutBw {
+		c.bwLo = 0
+	}
+}
+
+// standingQueue reports whether the smoothed RTT shows a queue that does
+// not come and go: above minRTT by more than max(2 ms, minRTT/16) and twice
+// the RTT's variation (path jitter is not a queue).
+func (c *BBR) standingQueue() bool {
+	return c.minRTT > 0 && c.srtt > c.minRTT+max(int64(2*time.Millisecond), c.minRTT/16)+2*c.rttVar
+}
+
+// rateBw is the bandwidth the sender paces at: btlbw, or after congestion
+// loss bwLo (not the less of the two: paced at bwLo, btlbw falls to it,
+// and bwLo's growth is what probes then).
+func (c *BBR) rateBw() float64 {
+	if c.bwLo > 0 {
+		return c.bwLo
+	}
+	return c.bw
 }
 
 // probeLoss counts a loss among the latest up-phase's packets. Once they
@@ -1153,7 +1315,15 @@ func (c *BBR) advanceCycle(now int64) bool {
 		drain := max(phase, min(int64(float64(c.srtt-c.minRTT)/(1-g)), 3*phase))
 		next = elapsed > drain || elapsed > int64(bbrMinPhase) && in <= bdp && !c.queueing()
 	default:
-		next = full
+		// Once an up-phase overflowed the queue, the last cruising
+		// phase lasts until 2-3 s after it (BBRv2's time scale, in
+		// which a loss-based flow beside us grows back after its cut);
+		// otherwise the cycle goes on at once.
+		wait := int64(0)
+		if c.probeHit {
+			wait = c.probeWait
+		}
+		next = full && (c.cycleIdx != len(bbrGainCycle)-1 || now-c.probeAt >= wait)
 	}
 	if next {
 		c.cycleIdx = (c.cycleIdx + 1) % len(bbrGainCycle)
@@ -1162,7 +1332,7 @@ func (c *BBR) advanceCycle(now int64) bool {
 		if bbrGainCycle[c.cycleIdx] > 1 {
 			c.startProbe(now)
 		}
-		c.pacingGain = bbrGainCycle[c.cycleIdx]
+		c.pacingGain = c.phaseGain()
 	}
 	return next
 }
@@ -1279,7 +1449,7 @@ func (c *BBR) update() {
 	c.cwnd = clampWindow(w)
 
 	c.interval = 0
-	if r := c.pacingGain * c.bw; r > 0 {
+	if r := c.pacingGain * c.rateBw(); r > 0 {
 		iv := bbrPairFactor * 1e9 / r
 		if !(iv <= float64(bbrMaxInterval)) {
 			iv = float64(bbrMaxInterval)

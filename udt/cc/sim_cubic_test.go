@@ -48,7 +48,6 @@ const (
 	simTCPMask = 1<<simTCPBits - 1
 
 	cubicBeta = 0.7
-	cubicC    = 0.4
 )
 
 type simTCPTx struct {
@@ -340,6 +339,25 @@ func shallowLink(d time.Duration, seed uint64) simConfig {
 		duration: d,
 		seed:     seed,
 		jitter:   200 * time.Microsecond,
+	}
+}
+
+// One UDT flow beside one TCP CUBIC flow on scenario e's link for 60 s:
+// neither may get less than a third of the link. A BBRv1-like sender,
+// which ignores loss, starves CUBIC in a queue this shallow.
+func TestSimBesideCubic(t *testing.T) {
+	for _, seed := range []uint64{1, 2} {
+		cfg := shallowLink(60*time.Second, seed)
+		cfg.cubic = true
+		r := runSim(cfg, newBBRController)
+		udt := float64(r.delivered) / cfg.duration.Seconds() / cfg.rate
+		tcp := r.tcp.rate(&cfg) / cfg.rate
+		t.Logf("seed %d: bbr %.1f%% of the link (retransmitted %.2f%%, overflow %.2f%%), cubic %.1f%% (retransmitted %.2f%%, %d reductions, %d timeouts)",
+			seed, 100*udt, 100*float64(r.retrans)/float64(max(r.sent, 1)), 100*float64(r.overflow)/float64(max(r.sent, 1)),
+			100*tcp, 100*float64(r.tcp.retrans)/float64(max(r.tcp.sent, 1)), r.tcp.events, r.tcp.timeouts)
+		if udt < 1.0/3 || tcp < 1.0/3 {
+			t.Errorf("seed %d: bbr %.1f%%, cubic %.1f%% of the link, want each >= 33.3%%", seed, 100*udt, 100*tcp)
+		}
 	}
 }
 
