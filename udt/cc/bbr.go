@@ -137,10 +137,12 @@ import (
 // Congestion within 4 minRTTs of our own rise (btlbw grew by 1 %, an
 // up-phase or ProbeRTT ended) is ours: btlbw was too high (the receiver's
 // figures can exceed the link), and the filter restarts from the rate
-// the ACKs delivered over two minRTTs. Otherwise it is another flow's:
-// the rate limit bwLo drops to 0.7 (BBRv2's and CUBIC's beta) of the
-// rate, at least 0.45 of btlbw at the episode's first cut (so that a flow
-// that ignores loss, as BBRv1, cannot push us below that), and losses of
+// the ACKs delivered over two minRTTs (but from no less than 0.95 of
+// btlbw, nor than the floor below). Otherwise it is another flow's: the
+// rate limit bwLo drops to 0.7 (BBRv2's and CUBIC's beta) of the rate,
+// at least 0.45 of the largest btlbw since the model last restarted (so
+// that a flow that ignores loss, as BBRv1, cannot push us below that,
+// whatever the cuts' count), and losses of
 // packets sent before then cause no further cut (one per window, as TCP's
 // fast recovery). bwLo then grows as CUBIC's window: C(t-K)³ + W_max as a
 // rate (over minRTT), RFC 9438's C and fast convergence, its clock held
@@ -290,6 +292,7 @@ type BBR struct {
 	queueCuts   int     // cuts by watchQueue
 	probeRTTOut int64   // when ProbeRTT last ended, ns
 	bwRoseAt    int64   // when btlbw last rose by bbrBwRose, ns
+	peakBw      float64 // the largest btlbw (since the model last restarted)
 	selfCuts    int     // congestion found self-inflicted
 	cutTime     int64   // when the latest cut happened, ns
 	cutMax      float64 // CUBIC's W_max after it, as a rate, packets/s
@@ -443,8 +446,9 @@ const (
 	// bbrBgRounds: rounds of background before congestion loss counts.
 	bbrBgRounds = 8
 	// bbrSelfRounds and bbrBwRose: see cut.
-	bbrSelfRounds = 4
-	bbrBwRose     = 1.01
+	bbrSelfRounds     = 4
+	bbrBwRose         = 1.01
+	bbrSelfCorrection = 0.95
 	// bbrQueueRounds: a standing queue that lasts this many minRTTs of
 	// cruising is someone else's.
 	bbrQueueRounds = 8
@@ -920,6 +924,7 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 				c.bwRoseAt = now
 			}
 			c.bw = sample
+			c.peakBw = max(c.peakBw, sample)
 		}
 	}
 }
@@ -940,6 +945,7 @@ func (c *BBR) distrustReceiver(now int64) {
 	}
 	c.bwSlots[c.round%bbrBwRounds] = bbrBwSlot{round: c.round, max: seen}
 	c.bw = seen
+	c.peakBw = seen
 }
 
 // markDelivered remembers the delivered count, one mark per 10 ms at most.
@@ -1113,6 +1119,7 @@ func (c *BBR) startRound(now int64) {
 			}
 			c.bwSlots[c.round%bbrBwRounds] = bbrBwSlot{round: c.round, max: carried}
 			c.bw = carried
+			c.peakBw = carried
 		}
 		if c.state != bbrProbeRTT {
 			c.enterDrain()
@@ -1279,6 +1286,9 @@ func (c *BBR) cut(now int64) {
 	recent := int64(bbrSelfRounds) * max(c.minRTT, c.srtt)
 	if c.bwLo <= 0 && (now-c.bwRoseAt < recent || now-c.probeAt < recent || now-c.probeRTTOut < recent) {
 		if d, _, ok := c.deliveryRates(now); ok && d > 0 && d < c.bw {
+			// A correction, not a cut: at most bbrSelfCorrection of
+			// btlbw, never below the cuts' floor.
+			d = max(d, bbrSelfCorrection*c.bw, bbrLossFloor*c.peakBw)
 			for i := range c.bwSlots {
 				c.bwSlots[i] = bbrBwSlot{}
 			}
@@ -1303,7 +1313,7 @@ func (c *BBR) cut(now int64) {
 		c.cutMax = r * (1 + bbrLossBeta) / 2 // fast convergence
 	}
 	c.lastMax = r
-	c.bwLo = max(bbrLossBeta*r, bbrLossFloor*c.cutBw)
+	c.bwLo = max(bbrLossBeta*r, bbrLossFloor*c.peakBw)
 	rtt := float64(c.minRTT) / 1e9
 	c.cutK = math.Cbrt(max(c.cutMax-c.bwLo, 0) * rtt / cubicC)
 	c.cutTime, c.growAt = now, now
