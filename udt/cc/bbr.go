@@ -135,7 +135,8 @@ import (
 //     ours but a loss-based flow's, which fills any queue there is.
 //
 // Congestion within 4 minRTTs of our own rise (btlbw grew by 1 %, an
-// up-phase or ProbeRTT ended) is ours: btlbw was too high (the receiver's
+// up-phase or ProbeRTT ended), or before two RTTs of cruising at 0.97
+// under a standing queue, is ours: btlbw was too high (the receiver's
 // figures can exceed the link), and the filter restarts from the rate
 // the ACKs delivered over two minRTTs (but from no less than 0.95 of
 // btlbw, nor than the floor below). Otherwise it is another flow's: the
@@ -293,6 +294,7 @@ type BBR struct {
 	probeRTTOut int64   // when ProbeRTT last ended, ns
 	bwRoseAt    int64   // when btlbw last rose by bbrBwRose, ns
 	peakBw      float64 // the largest btlbw (since the model last restarted)
+	standSince  int64   // since when cruising (at 0.97) has shown a standing queue, ns (0: not)
 	selfCuts    int     // congestion found self-inflicted
 	cutTime     int64   // when the latest cut happened, ns
 	cutMax      float64 // CUBIC's W_max after it, as a rate, packets/s
@@ -1284,7 +1286,8 @@ func (c *BBR) congestionLoss(now int64) {
 // the filter restarts from what the ACKs delivered instead.
 func (c *BBR) cut(now int64) {
 	recent := int64(bbrSelfRounds) * max(c.minRTT, c.srtt)
-	if c.bwLo <= 0 && (now-c.bwRoseAt < recent || now-c.probeAt < recent || now-c.probeRTTOut < recent) {
+	drained := c.standSince > 0 && now-c.standSince > 2*max(c.minRTT, c.srtt)
+	if c.bwLo <= 0 && (!drained || now-c.bwRoseAt < recent || now-c.probeAt < recent || now-c.probeRTTOut < recent) {
 		if d, _, ok := c.deliveryRates(now); ok && d > 0 && d < c.bw {
 			// A correction, not a cut: at most bbrSelfCorrection of
 			// btlbw, never below the cuts' floor.
@@ -1329,6 +1332,13 @@ func (c *BBR) cut(now int64) {
 // of cruising (at most btlbw, less while it shows): not ours, as we drain
 // it, but a loss-based flow's, which fills any queue there is.
 func (c *BBR) watchQueue(now int64) {
+	if c.state == bbrProbeBW && c.pacingGain == 1 && c.standingQueue() {
+		if c.standSince == 0 {
+			c.standSince = now
+		}
+	} else {
+		c.standSince = 0
+	}
 	if c.state != bbrProbeBW || c.pacingGain > 1 || c.minRTT <= 0 || !c.highQueue() ||
 		c.npRounds < bbrBgRounds || now-c.probeAt < 2*max(c.srtt, c.minRTT) {
 		c.queueSince = 0
