@@ -183,7 +183,7 @@ func (o *options) udtConfig() *udt.Config {
 		LibudtRate: o.raw,
 		// A framed peer is p2pcat, whose UDT keeps the first flight: no
 		// round trip's wait for its first packet (the key exchange went
-		// from 2 RTTs to about 1.5 in lab scenario c).
+		// from 2 RTTs to 1 in lab scenario c).
 		PeerTakesEarlyData: !o.raw,
 		Logf:               traceLogf(),
 	}

@@ -137,22 +137,11 @@ func (e *estimator) recvRate(minSpan time.Duration) int32 {
 
 // libudtRate is libudt 4.11's packet arrival rate (CPktTimeWindow::
 // getPktRcvSpeed): the mean of the last 16 arrival intervals that lie
-// within a factor of 8 of their median (the median of the first 15, as
-// 4.11 sorts all but the last), 0 unless more than 8 of them do. Packets
-// that arrive in bunches (batched forwarding, recvmmsg) make short
+// within a factor of 8 of their median, 0 unless more than 8 of them do.
+// Packets that arrive in bunches (batched forwarding, recvmmsg) make short
 // intervals, so the figure runs above the arrival rate.
 func (e *estimator) libudtRate() int32 {
-	s := e.scratch[:len(e.intervals)-1]
-	copy(s, e.intervals[:len(s)])
-	slices.Sort(s)
-	median := s[len(s)/2]
-	var sum, n int64
-	for _, v := range e.intervals {
-		if v > median/8 && v < median*8 {
-			sum += v
-			n++
-		}
-	}
+	_, sum, n := e.medianBand(e.intervals[:])
 	if n <= 8 || sum <= 0 {
 		return 0
 	}
@@ -161,19 +150,27 @@ func (e *estimator) libudtRate() int32 {
 
 // capacity returns the link capacity in packets/s from packet pairs.
 func (e *estimator) capacity() int32 {
-	s := e.scratch[:len(e.probes)-1]
-	copy(s, e.probes[:len(s)])
+	median, sum, n := e.medianBand(e.probes[:])
+	sum, n = sum+median, n+1 // 4.11 counts the median once more
+	if sum <= 0 {
+		return 0
+	}
+	return rateFrom(n, sum)
+}
+
+// medianBand is libudt 4.11's filter for both estimators: the median of
+// all samples but the last (4.11 sorts one fewer), and the sum and count
+// of the samples within a factor of 8 of it.
+func (e *estimator) medianBand(samples []int64) (median, sum, n int64) {
+	s := e.scratch[:len(samples)-1]
+	copy(s, samples)
 	slices.Sort(s)
-	median := s[len(s)/2]
-	sum, n := median, int64(1)
-	for _, v := range e.probes {
+	median = s[len(s)/2]
+	for _, v := range samples {
 		if v > median/8 && v < median*8 {
 			sum += v
 			n++
 		}
 	}
-	if sum <= 0 {
-		return 0
-	}
-	return rateFrom(n, sum)
+	return median, sum, n
 }

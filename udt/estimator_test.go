@@ -416,3 +416,17 @@ func TestRecvRateLibudtFloor(t *testing.T) {
 		t.Errorf("scattered intervals: libudt figure %d, want 0", got)
 	}
 }
+
+// The packet-pair capacity follows 4.11: the mean of the pair gaps within
+// 8x of their median, the median counted once more; outliers are dropped.
+func TestCapacityMedianBand(t *testing.T) {
+	var e estimator
+	e.init()
+	for i := range e.probes {
+		e.probes[i] = 100_000 // 100 µs: 10 000 packets/s
+	}
+	e.probes[3], e.probes[7] = 10_000_000, 1_000 // far outside the band
+	if got := e.capacity(); got != 10_000 {
+		t.Errorf("capacity %d packets/s, want 10000", got)
+	}
+}
