@@ -98,12 +98,61 @@ import (
 // point is stuck). 1.25 lasts a minRTT and until 1.25 BDP is in flight or
 // a NAK came, at most two minRTTs. 0.75 lasts long enough to drain the
 // queue the smoothed RTT shows (at most three minRTTs), less if the flight
-// is down to a BDP and no queue shows. 1 lasts a minRTT. As a simplified
+// is down to a BDP and no queue shows. 1 lasts a minRTT; but after an
+// up-phase that overflowed the queue (below) the last 1 lasts until 2-3 s
+// (at random) after it, BBRv2's time scale: a probe into a full queue
+// costs a loss-based flow beside us a cut, and it needs seconds to grow
+// back. The samples of the latest two up-phases (and the phase after
+// each) stay in btlbw until the next, as they may be further apart than
+// the filter's 10 rounds. A 1 phase paces at 0.97 while the smoothed RTT
+// shows a standing queue (below): btlbw a little above the link would
+// otherwise fill a shallow queue over such a cruise and overflow it. The
+// packets of an up-phase and of the 0.75 phase after it count as the
+// probe's (they meet the queue it built). As a simplified
 // BBRv2 inflight_hi: when the packets of an up-phase are lost clearly more
 // often than the background (by over 2 % of them and 4 standard
 // deviations), the in-flight level at which its first extra loss left
 // tells how much queue there is; later up-phases stop at 3/4 of that room,
 // which grows by a quarter with each probe that loses nothing unusual.
+//
+// # Congestion
+//
+// In the manner of BBRv2's bw_lo, but fired only by what random loss does
+// not explain. A standing queue: the smoothed RTT above minRTT by more
+// than max(2 ms, minRTT/32) and the RTT variation (jitter alone is not a
+// queue). The background: the loss rate of the packets ProbeBW sends while
+// not probing, a mean over its first 8 rounds, then smoothed by 1/8 per
+// round (rounds that cut excepted); nothing counts before those 8 rounds.
+// Congestion is either
+//
+//   - loss: a packet sent in ProbeBW while not probing (and after the last
+//     cut) and reported lost while a standing queue shows counts; when a
+//     round's such losses exceed the background's prediction by 4
+//     standard deviations, by 2 and by 0.5 % of the round's packets; or
+//   - a queue: one of more than max(2 ms, minRTT/16) and the RTT
+//     variation that lasts 8 minRTTs of one cruise (not the aftermath of
+//     an up-phase or of ProbeRTT), although we pace below btlbw then: not
+//     ours but a loss-based flow's, which fills any queue there is.
+//
+// Congestion within 4 minRTTs of our own rise (btlbw grew by 1 %, an
+// up-phase or ProbeRTT ended), or before two RTTs of cruising at 0.97
+// under a standing queue, is ours: btlbw was too high (the receiver's
+// figures can exceed the link), and the filter restarts from the rate
+// the ACKs delivered over two minRTTs (but from no less than 0.95 of
+// btlbw, nor than the floor below). Otherwise it is another flow's: the
+// rate limit bwLo drops to 0.7 (BBRv2's and CUBIC's beta) of the rate,
+// at least 0.45 of the largest btlbw since the model last restarted (so
+// that a flow that ignores loss, as BBRv1, cannot push us below that,
+// whatever the cuts' count), and losses of
+// packets sent before then cause no further cut (one per window, as TCP's
+// fast recovery). bwLo then grows as CUBIC's window: C(t-K)³ + W_max as a
+// rate (over minRTT), RFC 9438's C and fast convergence, its clock held
+// while a standing queue shows (the room is the other flow's), until it
+// is back at btlbw as of the first cut, when it is lifted. While it
+// holds, the sender paces at bwLo rather than btlbw (btlbw falls to what
+// it sends) and ProbeBW does not probe up: bwLo's growth is the probe, and
+// a loss-based flow beside us backs off and grows back much as it would
+// beside another CUBIC. State reports "(bw-lo)" meanwhile.
 //
 // ProbeRTT: when minRTT has not been refreshed for 10 s, the window drops to
 // half the BDP before the refresh (BBRv2's choice rather than 4 packets) for
@@ -111,7 +160,8 @@ import (
 //
 // # Outputs
 //
-// PacketInterval is 1/(pacing_gain × btlbw), stretched by 16/15 for the
+// PacketInterval is 1/(pacing_gain × btlbw) (bwLo instead while it
+// holds), stretched by 16/15 for the
 // engine's packet pairs (after each seq%16 == 0 the next packet goes out at
 // once and counts no interval). Before the first RTT sample the sender is
 // unpaced and held by the window of 16. In Startup the rate is at least
@@ -135,8 +185,8 @@ import (
 //
 // # Loss and timeouts
 //
-// Loss never cuts the rate; a loss is counted against the regime its packet
-// was sent in (not, say, Startup's overshoot against ProbeBW). Heavy loss
+// Loss cuts the rate only as congestion loss (above); a loss is counted
+// against the regime its packet was sent in (not, say, Startup's overshoot against ProbeBW). Heavy loss
 // corrects the model: a round with more than 20 % retransmissions (at least
 // 8) while the smoothed RTT shows a queue means the path got slower than
 // btlbw; btlbw restarts from the receiver's arrival rate (or the Received
@@ -224,11 +274,41 @@ type BBR struct {
 
 	// Probing limit (see ProbeBW above).
 	probeAt    int64    // start of the latest up-phase, ns
+	probeWait  int64    // the next up-phase starts no sooner after it, ns
+	probed     bool     // it did probe (not held by bwLo)
+	probeCur   float64  // the largest bandwidth sample in it and the phase after
+	probeMax   float64  // the same for the up-phase before
 	probeSent  int      // packets sent in it
 	probeLost  int      // of which lost
 	probeLowIn [8]int32 // least in-flight levels at which lost ones left, ascending
 	probeHit   bool     // it lost clearly more than the background
 	room       float64  // packets an up-phase may add beyond a BDP (0: no limit)
+
+	// Congestion loss (see ProbeBW above).
+	bwLo        float64 // rate limit after congestion loss, packets/s (0: none)
+	cutAt       int64   // losses of packets sent before this do not cut again, ns
+	cutRound    bool    // the current round cut (it does not update bgLoss)
+	npSent      int     // packets sent not probing in the current round
+	npPrev      int     // the same for the previous round
+	npLost      int     // losses of packets sent not probing after cutAt, this round
+	npLostAll   int     // all losses of packets sent in ProbeBW not probing, this round
+	npBg        float64 // their smoothed share per round: the background loss
+	npRounds    int     // rounds in npBg
+	cuts        int     // congestion cuts so far
+	queueSince  int64   // since when cruising has shown a standing queue, ns (0: not)
+	queueCuts   int     // cuts by watchQueue
+	probeRTTOut int64   // when ProbeRTT last ended, ns
+	bwRoseAt    int64   // when btlbw last rose by bbrBwRose, ns
+	peakBw      float64 // the largest btlbw (since the model last restarted)
+	standSince  int64   // since when cruising (at 0.97) has shown a standing queue, ns (0: not)
+	selfCuts    int     // congestion found self-inflicted
+	cutTime     int64   // when the latest cut happened, ns
+	cutMax      float64 // CUBIC's W_max after it, as a rate, packets/s
+	cutK        float64 // CUBIC's K, s
+	lastMax     float64 // the rate at the cut before it (fast convergence)
+	cutBw       float64 // btlbw at the first cut since bwLo was lifted
+	growAt      int64   // when bwLo last grew, ns
+	rttVar      int64   // Snapshot.RTTVar, ns
 
 	// ProbeRTT.
 	probeRTTAt   int64 // when it began, ns
@@ -363,6 +443,31 @@ const (
 	// bbrProbeRoom is the share of the queue room found by a lossy probe
 	// that later probes may use.
 	bbrProbeRoom = 0.75
+	// bbrLossBeta is the multiplicative decrease on congestion loss
+	// (BBRv2's beta, CUBIC's).
+	bbrLossBeta = 0.7
+	// bbrLossFloor is the least share of btlbw such cuts go down to.
+	bbrLossFloor = 0.45
+	// bbrCongestionExcess is the least loss fraction above the
+	// background that counts as congestion.
+	bbrCongestionExcess = 0.005
+	// bbrBgRounds: rounds of background before congestion loss counts.
+	bbrBgRounds = 8
+	// bbrSelfRounds and bbrBwRose: see cut.
+	bbrSelfRounds     = 4
+	bbrBwRose         = 1.01
+	bbrSelfCorrection = 0.95
+	// bbrQueueRounds: a standing queue that lasts this many minRTTs of
+	// cruising is someone else's.
+	bbrQueueRounds = 8
+	// cubicC is CUBIC's C (RFC 9438), packets/s³, for bwLo's growth.
+	cubicC = 0.4
+	// bbrProbeWait is the least time between up-phases (plus up to half
+	// of it at random).
+	bbrProbeWait = 2 * time.Second
+	// bbrCruiseDrain is the pacing gain of a cruising phase while the
+	// smoothed RTT shows a standing queue.
+	bbrCruiseDrain = 0.97
 
 	// The engine sends the packet after each seq%16 == 0 at once (packet
 	// pair) without counting an interval: 16 packets per 15 intervals.
@@ -439,6 +544,9 @@ func (c *BBR) readSnapshot(s *Snapshot) {
 	if s.RTT > 0 && int64(s.RTT) <= bbrMaxRTT {
 		c.srtt = int64(s.RTT)
 	}
+	if s.RTTVar >= 0 && int64(s.RTTVar) <= bbrMaxRTT {
+		c.rttVar = int64(s.RTTVar)
+	}
 	if s.Received > c.seen {
 		c.seen = s.Received
 	}
@@ -478,6 +586,11 @@ func (c *BBR) OnSent(seq int32, bytes int, retransmit bool, s *Snapshot) {
 			c.lostRound++
 			if r.flags&recProbe != 0 && r.sent >= c.probeAt {
 				c.probeLoss(r)
+			} else if r.flags&recProbe == 0 && c.state == bbrProbeBW {
+				c.npLostAll++
+				if r.sent >= c.cutAt && c.standingQueue() {
+					c.congestionLoss(now)
+				}
 			}
 			// Startup: the previous round's packets are being reported
 			// lost; stop doubling as soon as clearly too many are.
@@ -516,9 +629,13 @@ func (c *BBR) OnSent(seq int32, bytes int, retransmit bool, s *Snapshot) {
 	if c.appLimited > c.delivered {
 		flags |= recAppLimited
 	}
-	if c.state == bbrProbeBW && c.pacingGain > 1 {
+	if c.state == bbrProbeBW && (c.pacingGain > 1 || c.cycleIdx == 1 && c.probed) {
+		// An up-phase's packets, and those of the draining phase after
+		// it: they meet the queue the up-phase built.
 		flags |= recProbe
 		c.probeSent++
+	} else {
+		c.npSent++
 	}
 	*r = bbrRecord{
 		sent:        now,
@@ -622,6 +739,7 @@ func (c *BBR) OnACK(ack int32, s *Snapshot) {
 		}
 	}
 	c.updateHidden(now)
+	c.watchQueue(now)
 	c.runStates(now)
 	c.update()
 }
@@ -704,6 +822,9 @@ func (c *BBR) State() (state string, btlbw float64, minRTT time.Duration) {
 	state = c.state.String()
 	if c.recvUntrusted {
 		state += "(no-recv-rate)"
+	}
+	if c.bwLo > 0 {
+		state += "(bw-lo)"
 	}
 	return state, c.bw, time.Duration(c.minRTT)
 }
@@ -797,6 +918,9 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 	if sample <= 0 || r != nil && r.flags&recAppLimited != 0 && sample < c.bw {
 		return
 	}
+	if c.state == bbrProbeBW && (c.pacingGain > 1 || c.cycleIdx == 1) {
+		c.probeCur = max(c.probeCur, sample)
+	}
 	slot := &c.bwSlots[c.round%bbrBwRounds]
 	if slot.round != c.round {
 		slot.round, slot.max = c.round, 0
@@ -804,7 +928,11 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 	if sample > slot.max {
 		slot.max = sample
 		if sample > c.bw {
+			if sample > c.bw*bbrBwRose {
+				c.bwRoseAt = now
+			}
 			c.bw = sample
+			c.peakBw = max(c.peakBw, sample)
 		}
 	}
 }
@@ -834,9 +962,11 @@ func (c *BBR) distrustReceiver(now int64) {
 	}
 	for i := range c.bwSlots {
 		c.bwSlots[i] = bbrBwSlot{}
+		c.probeMax, c.probeCur = 0, 0
 	}
 	c.bwSlots[c.round%bbrBwRounds] = bbrBwSlot{round: c.round, max: seen}
 	c.bw = seen
+	c.peakBw = seen
 }
 
 // markDelivered remembers the delivered count, one mark per 10 ms at most.
@@ -925,7 +1055,9 @@ func (c *BBR) lostAt(seq int32) bool {
 
 // recomputeBw takes the maximum over the filter window.
 func (c *BBR) recomputeBw() {
-	bw := 0.0
+	// Up-phases come 2-3 s apart, longer than the filter's rounds on a
+	// path of 100 ms: their samples count until the next one's.
+	bw := max(c.probeMax, c.probeCur)
 	for i := range c.bwSlots {
 		if s := &c.bwSlots[i]; s.round > c.round-bbrBwRounds && s.round <= c.round {
 			bw = max(bw, s.max)
@@ -963,10 +1095,20 @@ func (c *BBR) startRound(now int64) {
 	c.lostPrev = lost
 	c.sentPrev = c.sentRound
 	c.sentRound, c.lostRound = 0, 0
+	if c.state == bbrProbeBW && !c.recovering && !c.cutRound && c.npSent > 0 {
+		// The background for congestion loss: the loss rate of what
+		// ProbeBW sends while not probing (a mean over the first
+		// rounds, then smoothed by 1/8), rounds that cut excepted.
+		c.npRounds++
+		c.npBg += (float64(c.npLostAll)/float64(c.npSent) - c.npBg) / float64(min(c.npRounds, 8))
+	}
+	c.npPrev, c.npSent, c.npLost, c.npLostAll = c.npSent, 0, 0, 0
 	c.recomputeBw()
 	if c.state != bbrStartup && !c.recovering && total > 0 {
 		c.bgLoss += (c.lastLoss - c.bgLoss) / 8
 	}
+	c.cutRound = false
+	c.growBwLo(now)
 	if c.state == bbrStartup {
 		c.suSent += c.sentPrev
 		c.suLost += lost
@@ -994,9 +1136,11 @@ func (c *BBR) startRound(now int64) {
 		if carried > 0 && carried < c.bw {
 			for i := range c.bwSlots {
 				c.bwSlots[i] = bbrBwSlot{}
+				c.probeMax, c.probeCur = 0, 0
 			}
 			c.bwSlots[c.round%bbrBwRounds] = bbrBwSlot{round: c.round, max: carried}
 			c.bw = carried
+			c.peakBw = carried
 		}
 		if c.state != bbrProbeRTT {
 			c.enterDrain()
@@ -1079,6 +1223,7 @@ func (c *BBR) enterDrain() {
 }
 
 func (c *BBR) enterProbeBW(now int64) {
+	c.cutAt = max(c.cutAt, now) // only ProbeBW's own packets count for cuts
 	c.state = bbrProbeBW
 	c.cwndGain = bbrCwndGain
 	// Start anywhere but in the draining phase (as Linux BBR).
@@ -1091,10 +1236,21 @@ func (c *BBR) enterProbeBW(now int64) {
 	}
 	c.cycleStart = now
 	c.cycleLoss = c.lossEvents
-	c.pacingGain = bbrGainCycle[c.cycleIdx]
-	if c.pacingGain > 1 {
+	c.pacingGain = c.phaseGain()
+	if bbrGainCycle[c.cycleIdx] > 1 {
 		c.startProbe(now)
 	}
+}
+
+// phaseGain is the pacing gain of the current ProbeBW phase: the cycle's,
+// but no up-probe while a congestion cut limits the rate (bwLo's growth
+// probes, and a probe would only overflow the other flow's queue).
+func (c *BBR) phaseGain() float64 {
+	g := bbrGainCycle[c.cycleIdx]
+	if g > 1 && c.bwLo > 0 {
+		g = 1
+	}
+	return g
 }
 
 // startProbe begins an up-phase; if the previous one lost nothing
@@ -1107,11 +1263,158 @@ func (c *BBR) startProbe(now int64) {
 		}
 	}
 	c.probeAt = now
+	c.probed = c.bwLo <= 0
+	c.probeMax, c.probeCur = c.probeCur, 0
+	c.rng ^= c.rng << 13
+	c.rng ^= c.rng >> 7
+	c.rng ^= c.rng << 17
+	c.probeWait = int64(bbrProbeWait) + int64(c.rng%uint64(bbrProbeWait/2))
 	c.probeSent, c.probeLost = 0, 0
 	for i := range c.probeLowIn {
 		c.probeLowIn[i] = math.MaxInt32
 	}
 	c.probeHit = false
+}
+
+// congestionLoss counts the loss of a packet sent in ProbeBW while not
+// probing (and after the last cut), reported while a standing queue shows.
+// When the round's such losses exceed the background's prediction by four
+// standard deviations (and by 2), another flow is filling the queue: the
+// rate limit bwLo drops to bbrLossBeta of the rate, and losses of packets
+// sent before now cause no further cut (one per window, as TCP's fast
+// recovery).
+func (c *BBR) congestionLoss(now int64) {
+	c.npLost++
+	if c.npRounds < bbrBgRounds {
+		return
+	}
+	n := float64(max(c.npSent, c.npPrev))
+	expect := c.npBg * n
+	excess := float64(c.npLost) - expect
+	if excess < 2 || excess < 4*math.Sqrt(expect+0.25) || excess < bbrCongestionExcess*n {
+		return
+	}
+	c.cut(now)
+}
+
+// cut is the multiplicative decrease of congestion: bwLo to bbrLossBeta
+// of the rate (at least bbrLossFloor of btlbw at the episode's first cut).
+// But congestion that follows our own rise of the rate (btlbw grew, an
+// up-phase or ProbeRTT ended, within bbrSelfRounds minRTTs) is ours:
+// btlbw was too high (the receiver's figures can exceed the link), and
+// the filter restarts from what the ACKs delivered instead.
+func (c *BBR) cut(now int64) {
+	recent := int64(bbrSelfRounds) * max(c.minRTT, c.srtt)
+	drained := c.standSince > 0 && now-c.standSince > 2*max(c.minRTT, c.srtt)
+	if c.bwLo <= 0 && (!drained || now-c.bwRoseAt < recent || now-c.probeAt < recent || now-c.probeRTTOut < recent) {
+		if d, _, ok := c.deliveryRates(now); ok && d > 0 && d < c.bw {
+			// A correction, not a cut: at most bbrSelfCorrection of
+			// btlbw, never below the cuts' floor.
+			d = max(d, bbrSelfCorrection*c.bw, bbrLossFloor*c.peakBw)
+			for i := range c.bwSlots {
+				c.bwSlots[i] = bbrBwSlot{}
+			}
+			c.probeMax, c.probeCur = 0, 0
+			c.bwSlots[c.round%bbrBwRounds] = bbrBwSlot{round: c.round, max: d}
+			c.bw = d
+		}
+		c.selfCuts++
+		c.cutAt = now
+		c.cutRound = true
+		c.npLost = 0
+		c.queueSince = 0
+		c.update()
+		return
+	}
+	r := c.rateBw()
+	if c.bwLo <= 0 {
+		c.cutBw = c.bw
+	}
+	c.cutMax = r
+	if r < c.lastMax {
+		c.cutMax = r * (1 + bbrLossBeta) / 2 // fast convergence
+	}
+	c.lastMax = r
+	c.bwLo = max(bbrLossBeta*r, bbrLossFloor*c.peakBw)
+	rtt := float64(c.minRTT) / 1e9
+	c.cutK = math.Cbrt(max(c.cutMax-c.bwLo, 0) * rtt / cubicC)
+	c.cutTime, c.growAt = now, now
+	c.cutAt = now
+	c.cutRound = true
+	c.npLost = 0
+	c.queueSince = 0
+	c.cuts++
+	c.update()
+}
+
+// watchQueue cuts when a standing queue outlasts bbrQueueRounds minRTTs
+// of cruising (at most btlbw, less while it shows): not ours, as we drain
+// it, but a loss-based flow's, which fills any queue there is.
+func (c *BBR) watchQueue(now int64) {
+	if c.state == bbrProbeBW && c.pacingGain == 1 && c.standingQueue() {
+		if c.standSince == 0 {
+			c.standSince = now
+		}
+	} else {
+		c.standSince = 0
+	}
+	if c.state != bbrProbeBW || c.pacingGain > 1 || c.minRTT <= 0 || !c.highQueue() ||
+		c.npRounds < bbrBgRounds || now-c.probeAt < 2*max(c.srtt, c.minRTT) {
+		c.queueSince = 0
+		return
+	}
+	if c.queueSince == 0 {
+		c.queueSince = now
+	} else if now-c.queueSince > bbrQueueRounds*c.minRTT && c.queueSince-max(c.probeAt, c.probeRTTOut) > 2*max(c.srtt, c.minRTT) {
+		// (All of it in one cruise: not the queue an up-phase or the
+		// end of ProbeRTT left.)
+		c.queueCuts++
+		c.cut(now)
+	}
+}
+
+// growBwLo raises the rate limit after a cut as CUBIC raises its window:
+// W(t) = C(t-K)^3 + W_max, as a rate (W/minRTT), and lifts it once it
+// reaches btlbw.
+func (c *BBR) growBwLo(now int64) {
+	if c.bwLo <= 0 || c.minRTT <= 0 {
+		return
+	}
+	if c.standingQueue() {
+		// Someone else is filling the queue: hold (CUBIC's clock
+		// stops), leave the room to it.
+		c.cutTime += now - c.growAt
+	}
+	c.growAt = now
+	rtt := float64(c.minRTT) / 1e9
+	t := float64(now-c.cutTime)/1e9 - c.cutK
+	c.bwLo = max(c.bwLo, c.cutMax+cubicC*t*t*t/rtt)
+	if c.bwLo >= c.cutBw {
+		c.bwLo = 0
+	}
+}
+
+// highQueue is a standing queue of more than max(2 ms, minRTT/16) and the
+// RTT's variation: a link emulator or a busy host alone adds a few ms.
+func (c *BBR) highQueue() bool {
+	return c.minRTT > 0 && c.srtt > c.minRTT+max(int64(2*time.Millisecond), c.minRTT/16)+c.rttVar
+}
+
+// standingQueue reports whether the smoothed RTT shows a queue: above
+// minRTT by more than max(2 ms, minRTT/32) and the RTT's variation (path
+// jitter alone is not a queue).
+func (c *BBR) standingQueue() bool {
+	return c.minRTT > 0 && c.srtt > c.minRTT+max(int64(2*time.Millisecond), c.minRTT/32)+c.rttVar
+}
+
+// rateBw is the bandwidth the sender paces at: btlbw, or after congestion
+// loss bwLo (not the less of the two: paced at bwLo, btlbw falls to it,
+// and bwLo's growth is what probes then).
+func (c *BBR) rateBw() float64 {
+	if c.bwLo > 0 {
+		return c.bwLo
+	}
+	return c.bw
 }
 
 // probeLoss counts a loss among the latest up-phase's packets. Once they
@@ -1172,7 +1475,15 @@ func (c *BBR) advanceCycle(now int64) bool {
 		drain := max(phase, min(int64(float64(c.srtt-c.minRTT)/(1-g)), 3*phase))
 		next = elapsed > drain || elapsed > int64(bbrMinPhase) && in <= bdp && !c.queueing()
 	default:
-		next = full
+		// Once an up-phase overflowed the queue, the last cruising
+		// phase lasts until 2-3 s after it (BBRv2's time scale, in
+		// which a loss-based flow beside us grows back after its cut);
+		// otherwise the cycle goes on at once.
+		wait := int64(0)
+		if c.probeHit {
+			wait = c.probeWait
+		}
+		next = full && (c.cycleIdx != len(bbrGainCycle)-1 || now-c.probeAt >= wait)
 	}
 	if next {
 		c.cycleIdx = (c.cycleIdx + 1) % len(bbrGainCycle)
@@ -1181,7 +1492,7 @@ func (c *BBR) advanceCycle(now int64) bool {
 		if bbrGainCycle[c.cycleIdx] > 1 {
 			c.startProbe(now)
 		}
-		c.pacingGain = bbrGainCycle[c.cycleIdx]
+		c.pacingGain = c.phaseGain()
 	}
 	return next
 }
@@ -1213,6 +1524,7 @@ func (c *BBR) runProbeRTT(now int64) {
 	}
 	if c.probeRTTRnd && now >= c.probeRTTEnd {
 		c.minRTTAt = now
+		c.probeRTTOut = now
 		if c.filled {
 			c.enterProbeBW(now)
 		} else {
@@ -1298,7 +1610,7 @@ func (c *BBR) update() {
 	c.cwnd = clampWindow(w)
 
 	c.interval = 0
-	r := c.pacingGain * c.bw
+	r := c.pacingGain * c.rateBw()
 	if c.state == bbrStartup {
 		// As Linux's BBR: until the pipe is full the pacing rate starts
 		// from the initial window per RTT and never falls. The first
@@ -1307,6 +1619,12 @@ func (c *BBR) update() {
 		// packets, and pacing by them sent one packet per 24 ms.
 		r = max(r, c.pacingGain*c.startupBase(), c.startupRate)
 		c.startupRate = r
+	}
+	if c.state == bbrProbeBW && c.pacingGain == 1 && c.standingQueue() {
+		// Cruising with a standing queue: btlbw is a little high (or
+		// someone else's queue): let it drain slowly rather than
+		// overflow a shallow queue until the next probe.
+		r *= bbrCruiseDrain
 	}
 	if r > 0 {
 		iv := bbrPairFactor * 1e9 / r

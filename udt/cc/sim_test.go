@@ -50,6 +50,8 @@ type simConfig struct {
 	jitter     time.Duration // pacing wake-up lateness, uniform in [0, jitter]
 	flowWindow int           // receiver buffer, packets (0: 25600)
 	trace      func(s *sim)  // called at every 10 ms tick (diagnostics)
+	cubic      bool          // a TCP CUBIC flow shares the bottleneck (sim_cubic_test.go)
+	cubicStart time.Duration // when it starts
 }
 
 type simResult struct {
@@ -63,6 +65,7 @@ type simResult struct {
 	finish     time.Duration // when the last packet was delivered (packets > 0; 0 if never)
 	queueLen   []int         // queue length at every 10 ms tick
 	progress   []int         // packets delivered by every 10 ms tick
+	tcp        simTCPResult  // the competing TCP flow (cfg.cubic)
 }
 
 // utilization is the delivered fraction of what the link could carry.
@@ -208,6 +211,8 @@ type sim struct {
 	sinceACK    int
 	window      int
 	est         simEstimator
+
+	tcp *simTCP // the competing TCP flow (nil: none)
 }
 
 type simHole struct {
@@ -264,8 +269,14 @@ func runSim(cfg simConfig, mk func(Clock) Controller) simResult {
 	s.drain = make([]int64, 0, cfg.queue+1)
 	s.res.queueLen = make([]int, 0, cfg.duration/simTick+1)
 	s.res.progress = make([]int, 0, cfg.duration/simTick+1)
+	if cfg.cubic {
+		s.tcp = newSimTCP(s)
+	}
 
 	s.run()
+	if s.tcp != nil {
+		s.res.tcp = s.tcp.res
+	}
 	return s.res
 }
 
@@ -284,6 +295,11 @@ func (s *sim) run() {
 		if s.senderAt < t {
 			t, what = s.senderAt, 3
 		}
+		if s.tcp != nil {
+			if u, k := s.tcp.next(); u < t {
+				t, what = u, k
+			}
+		}
 		if t > s.end {
 			return
 		}
@@ -298,6 +314,8 @@ func (s *sim) run() {
 			nextTick += int64(simTick)
 		case 3:
 			s.sendStep(t)
+		default:
+			s.tcp.step(what, t)
 		}
 		if s.cfg.packets > 0 && s.res.finish > 0 {
 			return
@@ -431,28 +449,11 @@ func (s *sim) sendStep(now int64) {
 func (s *sim) transmit(now int64, seq int32, short bool) {
 	tx := max(now, s.nicFree)
 	s.nicFree = tx + s.nic
-	for s.dhead < len(s.drain) && s.drain[s.dhead] <= tx {
-		s.dhead++
-	}
-	if s.dhead == len(s.drain) {
-		s.drain, s.dhead = s.drain[:0], 0
-	}
-	if len(s.drain)-s.dhead >= s.cfg.queue {
+	dep, ok := s.enqueue(tx)
+	if !ok {
 		s.res.overflow++
 		return
 	}
-	start := max(tx, s.last)
-	rate := s.cfg.rate
-	if s.cfg.rate2 > 0 && start >= int64(s.cfg.changeAt) {
-		rate = s.cfg.rate2
-	}
-	dep := start + int64(1e9/rate)
-	s.last = dep
-	if s.dhead > 0 && len(s.drain) == cap(s.drain) {
-		s.drain = append(s.drain[:0], s.drain[s.dhead:]...)
-		s.dhead = 0
-	}
-	s.drain = append(s.drain, dep)
 	if s.rng.Float64() < s.cfg.loss {
 		s.res.randomLoss++
 		return
@@ -462,6 +463,34 @@ func (s *sim) transmit(now int64, seq int32, short bool) {
 		kind = fwdShortData
 	}
 	s.fwd.push(simMsg{at: dep + int64(s.cfg.rtt/2), kind: kind, seq: seq})
+}
+
+// enqueue puts a packet that reaches the bottleneck at tx into its
+// drop-tail queue and returns when it leaves, or ok false if the queue is
+// full. Both flows share it.
+func (s *sim) enqueue(tx int64) (dep int64, ok bool) {
+	for s.dhead < len(s.drain) && s.drain[s.dhead] <= tx {
+		s.dhead++
+	}
+	if s.dhead == len(s.drain) {
+		s.drain, s.dhead = s.drain[:0], 0
+	}
+	if len(s.drain)-s.dhead >= s.cfg.queue {
+		return 0, false
+	}
+	start := max(tx, s.last)
+	rate := s.cfg.rate
+	if s.cfg.rate2 > 0 && start >= int64(s.cfg.changeAt) {
+		rate = s.cfg.rate2
+	}
+	dep = start + int64(1e9/rate)
+	s.last = dep
+	if s.dhead > 0 && len(s.drain) == cap(s.drain) {
+		s.drain = append(s.drain[:0], s.drain[s.dhead:]...)
+		s.dhead = 0
+	}
+	s.drain = append(s.drain, dep)
+	return dep, true
 }
 
 func (s *sim) queueLen(now int64) int {
@@ -751,6 +780,9 @@ func (s *sim) tick(now int64) {
 	s.fullACK(now)
 	s.sendNAKs(now)
 	s.expTimer(now)
+	if s.tcp != nil {
+		s.tcp.tick(now)
+	}
 	s.res.queueLen = append(s.res.queueLen, s.queueLen(now))
 	s.res.progress = append(s.res.progress, s.res.delivered)
 	if s.cfg.trace != nil {
