@@ -364,6 +364,32 @@ func TestBBRProbeRTT(t *testing.T) {
 	}
 }
 
+// A path whose RTT stays a tenth of a millisecond above its lucky first
+// minimum has no queue to drain: no ProbeRTT in 30 s. One whose RTT grew
+// by 2 % does get one (TestBBRProbeRTT: a slow creep).
+func TestBBRProbeRTTOnlyWithQueue(t *testing.T) {
+	for _, tc := range []struct {
+		above time.Duration
+		want  bool
+	}{{100 * time.Microsecond, false}, {time.Millisecond, true}} {
+		p := newBBRPipe(t, isn, 50, 50*time.Millisecond)
+		p.run(2 * time.Second)
+		rtt := 50*time.Millisecond + tc.above
+		p.rtt = func() time.Duration { return rtt }
+		probed := false
+		for range 3000 {
+			p.tick()
+			if st, _, _ := p.c.State(); st == "probe-rtt" {
+				probed = true
+				break
+			}
+		}
+		if probed != tc.want {
+			t.Errorf("RTT %v above the minimum for 30 s: ProbeRTT %v, want %v", tc.above, probed, tc.want)
+		}
+	}
+}
+
 // Snapshots full of nonsense leave the outputs finite and bounded.
 func TestBBRNonsenseSnapshots(t *testing.T) {
 	clk := newFakeClock()
