@@ -22,6 +22,9 @@
 #      FIXED_SECS each; each flow's Mbit/s, retransmissions and share
 #   g  the link of c: p2pcat --raw -> udtpeer -r, udtpeer -r -> p2pcat --raw,
 #      udtpeer -r -> udtpeer -r; byte-exact checks
+#   i  not one of the issue's: the lab suite's impaired uplinks (30 and 40 ms
+#      ± 5 ms, 3 % loss each way, no rate limit); p2pcat only, to hunt slow
+#      outliers (e.g. SIZE_MIB=16 WHOLE=p2pcat scripts/bench-lab.sh i 20)
 #
 # The receiver always starts first (libudt's sender crawls when its peer
 # has not connected yet). The sender's input is a FIFO fed from its
@@ -89,7 +92,7 @@ die() { echo "bench-lab: error: $*" >&2; exit 1; }
 case $PFX in p2lab-|'') die "NETLAB_PREFIX=\"$PFX\" is not ours: use a prefix of this benchmark's own (default p2bench-)" ;; esac
 [ "$NETLAB_RUN" != /run/netlab-p2lab ] && [ "$NETLAB_RUN" != /run/netlab ] ||
   die "NETLAB_RUN=$NETLAB_RUN is not ours (default /run/netlab-p2bench)"
-for s in $scenarios; do case $s in c | d | e | g) ;; *) die "unknown scenario \"$s\": want c, d, e, g" ;; esac; done
+for s in $scenarios; do case $s in c | d | e | g | i) ;; *) die "unknown scenario \"$s\": want c, d, e, g, i" ;; esac; done
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number"
 
 # ---- scenarios: lab flags, contenders, the anchors --------------------
@@ -98,11 +101,14 @@ FLAGS[c]="--a-rate 100mbit --a-delay 25 --a-loss 0.5 --b-delay 25 --b-loss 0.5"
 FLAGS[d]="--a-rate 300mbit --a-delay 25 --a-loss 0.05 --b-delay 25 --b-loss 0.05"
 FLAGS[e]="--a-rate 100mbit --a-delay 25 --b-delay 25 --a-queue 100"
 FLAGS[g]=${FLAGS[c]}
-RATE[c]=100 RATE[d]=300 RATE[e]=100 RATE[g]=100
+# i: not the issue's; the lab suite's impaired uplinks (test/lab: TestPunchMatrix impaired)
+FLAGS[i]="--a-delay 30 --a-jitter 5 --a-loss 3 --b-delay 40 --b-jitter 5 --b-loss 3"
+RATE[c]=100 RATE[d]=300 RATE[e]=100 RATE[g]=100 RATE[i]=0
 CONT[c]=${CONTENDERS_c:-"p2pcat p2pcat-udt libudt tcp-bbr tcp-cubic"}
 CONT[d]=${CONTENDERS_d:-"p2pcat p2pcat-udt libudt tcp-bbr tcp-cubic"}
 CONT[e]=${CONTENDERS_e:-"p2pcat libudt p2pcat+cubic p2pcat+bbr"}
 CONT[g]=${CONTENDERS_g:-"p2pcat>libudt libudt>p2pcat libudt>libudt"}
+CONT[i]=${CONTENDERS_i:-"p2pcat"}
 # the anchors, Mbit/s ("lo-hi" for a range)
 ANCHOR[c:libudt]=16-23 ANCHOR[c:tcp-cubic]=1.7 ANCHOR[c:tcp-bbr]=84
 ANCHOR[d:libudt]=68 ANCHOR[d:tcp-cubic]=8 ANCHOR[d:tcp-bbr]=130
@@ -267,7 +273,7 @@ args_for() {
     p2pcat-raw) argv=("$P2P" "$role" --raw -v --stun "$STUN" --ntp "$NTP" --slot 0 --localport "$lp" "$tok") ;;
     udtpeer) argv=("$UDTPEER" "$role" -r -m 1500 -l "$lp" -c "$tok") ;;
   esac
-  if [ "${impl%%-*}" = p2pcat ]; then argv=(env P2PCAT_TRACE=1 "${argv[@]}"); fi
+  if [ "${impl%%-*}" = p2pcat ]; then argv=(env P2PCAT_TRACE="${P2PCAT_TRACE:-1}" "${argv[@]}"); fi
 }
 
 # tcp_start CC SECS: starts an iperf3 server in peerB (bound to its public

@@ -18,6 +18,7 @@ func (r *expRig) sendAt(n int) {
 	r.send(n)
 	for i := from; i < from+n; i++ {
 		r.s.sentAt[(r.s.ackPos+i)&r.s.mask] = r.now
+		r.s.resent[(r.s.ackPos+i)&r.s.mask] = false
 	}
 }
 
@@ -32,13 +33,14 @@ func (r *expRig) repair() []int {
 	}
 	for _, i := range got {
 		r.s.sentAt[r.s.pos(r.seq(i))] = r.now
+		r.s.resent[r.s.pos(r.seq(i))] = true
 	}
 	return got
 }
 
 // headTimeout is the rig's repairHead timeout after ack.
 func (r *expRig) headTimeout() time.Duration {
-	return time.Duration(r.s.rtt + 4*r.s.rttVar + 2*int64(synInterval))
+	return time.Duration(r.s.ackDue())
 }
 
 // TestRepairHeadUnreported: the ACK point stops on a packet nobody
@@ -73,6 +75,44 @@ func TestRepairHeadUnreported(t *testing.T) {
 	}
 	if c := r.c.stats.headRepairs.Load(); c != 0 {
 		t.Fatalf("stats counted %d without the timer", c)
+	}
+}
+
+// TestRepairHeadOwnRTT: the peer's RTT figure (here 50 ms) can be well
+// below what an ACK takes (at the start of a connection it still carries
+// libudt's 100 ms guess on a 140 ms path, and it is smoothed twice). Our
+// own samples say 140 ms: a head sent 100 ms ago is not overdue, one sent
+// 180 ms ago is. (By the peer's figure alone the first was repaired: in
+// the lab's impaired path such spurious repairs in the first round trips
+// ended Startup at a twentieth of the rate.)
+func TestRepairHeadOwnRTT(t *testing.T) {
+	r := newExpRig(t, 1000, 4096)
+	for i := 1; i <= 40; i++ {
+		r.sendAt(1)
+		r.now += int64(140 * time.Millisecond)
+		r.ack(i)
+	}
+	if peer := time.Duration(r.s.rtt + 4*r.s.rttVar + 2*int64(synInterval)); peer > 80*time.Millisecond {
+		t.Fatalf("rig: the peer's figures give %v, want them below 80 ms", peer)
+	}
+	if got := time.Duration(r.s.ownRTT); got < 139*time.Millisecond || got > 141*time.Millisecond {
+		t.Fatalf("own RTT %v after 40 samples of 140 ms", got)
+	}
+	r.sendAt(20)
+	r.now += int64(100 * time.Millisecond)
+	if got := r.repair(); len(got) != 0 {
+		t.Fatalf("head sent 100 ms ago on a 140 ms path: resent %v", got)
+	}
+	r.now += int64(80 * time.Millisecond)
+	if got, want := r.repair(), span(40, 56); !slices.Equal(got, want) {
+		t.Fatalf("head sent 180 ms ago: resent %v, want %v", got, want)
+	}
+	// A repaired packet's ACK gives no sample (it may answer either copy).
+	before := r.s.ownRTT
+	r.now += int64(300 * time.Millisecond)
+	r.ack(45)
+	if r.s.ownRTT != before {
+		t.Errorf("an ACK over repaired packets moved the own RTT %v -> %v", time.Duration(before), time.Duration(r.s.ownRTT))
 	}
 }
 

@@ -28,6 +28,7 @@ type sender struct {
 	lost    []bool
 	naked   []bool  // reported lost at least once (its retransmission may be lost too)
 	sentAt  []int64 // when each packet last went out, ns on the connection's clock
+	resent  []bool  // its last transmission was a retransmission
 
 	now func() int64 // the connection's clock
 
@@ -45,10 +46,17 @@ type sender struct {
 	peerReady   bool // the peer has shown it is connected
 	readyAtomic atomic.Bool
 
-	cc        cc.Controller
-	snap      cc.Snapshot
-	rtt       int64 // ns, smoothed from the peer's ACKs
-	rttVar    int64
+	cc     cc.Controller
+	snap   cc.Snapshot
+	rtt    int64 // ns, smoothed from the peer's ACKs
+	rttVar int64
+	// ownRTT and ownVar smooth our own samples (RFC 6298's SRTT and
+	// RTTVAR), 0 before the first: from a packet's transmission to the
+	// ACK that first covers it, over ACKs that cover no repaired packet.
+	// Unlike the peer's figure they do not start from libudt's 100 ms
+	// guess, and they carry the path's jitter and the ACK period.
+	ownRTT    int64
+	ownVar    int64
 	recvRate  float64
 	bandwidth float64
 	rateSeen  bool // recvRate holds a reported rate, not the initial guess
@@ -84,6 +92,7 @@ func (s *sender) init(isn int32, size, payload, flowWindow, mss int, ctl cc.Cont
 	s.lost = make([]bool, s.size)
 	s.naked = make([]bool, s.size)
 	s.sentAt = make([]int64, s.size)
+	s.resent = make([]bool, s.size)
 	s.ackSeq, s.nextSeq, s.endSeq, s.seenSeq = isn, isn, isn, isn
 	s.lastACK = isn
 	s.flowWindow = flowWindow
@@ -187,13 +196,20 @@ func (s *sender) acknowledge(ack int32) int {
 	if n <= 0 || seqno.Off(ack, s.nextSeq) < 0 {
 		return 0
 	}
+	clean := true
 	for i := 0; i < n; i++ {
 		p := (s.ackPos + i) & s.mask
+		clean = clean && !s.naked[p] && !s.resent[p]
 		s.naked[p] = false
 		if s.lost[p] {
 			s.lost[p] = false
 			s.losses--
 		}
+	}
+	if clean {
+		// No repair held this ACK back: the newest packet it covers
+		// gives an RTT sample.
+		s.sampleRTT(s.now() - s.sentAt[(s.ackPos+n-1)&s.mask])
 	}
 	s.see(ack)
 	s.ackSeq = ack
@@ -319,6 +335,31 @@ func (s *sender) see(next int32) {
 	}
 }
 
+// sampleRTT feeds one of our own RTT samples to ownRTT and ownVar.
+func (s *sender) sampleRTT(rtt int64) {
+	if rtt <= 0 {
+		return
+	}
+	if s.ownRTT == 0 {
+		s.ownRTT, s.ownVar = rtt, rtt/2
+		return
+	}
+	d := rtt - s.ownRTT
+	if d < 0 {
+		d = -d
+	}
+	s.ownVar = (3*s.ownVar + d) / 4
+	s.ownRTT = (7*s.ownRTT + rtt) / 8
+}
+
+// ackDue is how long after a packet's transmission its ACK is overdue: the
+// RTT and four times its variation, by the peer's figures or by ours,
+// whichever is longer (the peer's start at libudt's 100 ms and approach a
+// longer path slowly; ours include the path's jitter), and two ACK periods.
+func (s *sender) ackDue() int64 {
+	return max(s.rtt+4*s.rttVar, s.ownRTT+4*s.ownVar) + 2*int64(synInterval)
+}
+
 // progress records that the peer is acting on our data.
 func (s *sender) progress() {
 	s.lastProgress = s.now()
@@ -364,8 +405,8 @@ func (s *sender) onTimeout() int {
 }
 
 // repairHead takes the oldest unacknowledged packet for lost when it went
-// out longer ago than an ACK needs to come back (RTT + 4 RTTVar, plus the
-// receiver's ACK interval and our timer's granularity), and queues it for
+// out longer ago than an ACK needs to come back (ackDue: RTT + 4 RTTVar,
+// plus the receiver's ACK interval and our timer's granularity), and queues it for
 // retransmission with some of the packets after it. It returns how many
 // packets it queued.
 //
@@ -395,7 +436,7 @@ func (s *sender) repairHead(now int64) int {
 	if n == 0 || s.lost[s.ackPos] {
 		return 0
 	}
-	cut := now - (s.rtt + 4*s.rttVar + 2*int64(synInterval))
+	cut := now - s.ackDue()
 	if s.sentAt[s.ackPos] >= cut {
 		return 0
 	}
@@ -509,6 +550,7 @@ func (c *Conn) sendLoop() {
 			p := s.pos(seq)
 			l := int(s.lens[p])
 			s.sentAt[p] = now
+			s.resent[p] = retrans
 			h.Seq = seq
 			h.Timestamp = uint32(now / 1000)
 			s.msgNo++

@@ -70,7 +70,8 @@ type Config struct {
 	Duplicate float64       // probability that a datagram is delivered twice
 	Reorder   float64       // probability that a datagram is held back and delivered after the next one not held back
 	Delay     time.Duration // one-way delay
-	Jitter    time.Duration // uniform +/- jitter added to Delay (total delay never below 0); may reorder
+	Jitter    time.Duration // uniform +/- jitter added to Delay (total delay never below 0); may reorder unless FIFO
+	FIFO      bool          // jitter keeps write order, as the NAT lab's linkemu does: a datagram never arrives before an earlier one
 	Rate      int64         // bits per second, 0 = unlimited; serialisation with a drop-tail queue
 	Queue     int           // queue length in datagrams for Rate (0 = DefaultQueue)
 	Seed      int64         // PRNG seed (deterministic decisions for a given seed)
@@ -517,6 +518,7 @@ type link struct {
 	held      []*packet     // datagrams held back by Reorder, in write order
 	heldUntil time.Duration // release time of held if no successor is written
 	busyUntil time.Duration // Rate: end of serialisation of the last queued datagram
+	lastAt    time.Duration // FIFO: arrival time of the last datagram scheduled
 	departs   []time.Duration
 	dhead     int // departs is a FIFO: departs[dhead:]
 	stopped   bool
@@ -594,6 +596,10 @@ func (l *link) send(p []byte) {
 		delay += time.Duration((2*rJitter - 1) * float64(cfg.Jitter))
 	}
 	pk.at = depart + max(delay, 0)
+	if cfg.FIFO {
+		pk.at = max(pk.at, l.lastAt)
+		l.lastAt = pk.at
+	}
 	if cfg.Tamper != nil {
 		cfg.Tamper(pk.buf)
 	}
