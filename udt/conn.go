@@ -103,6 +103,11 @@ type stater interface {
 	State() (state string, btlbw float64, minRTT time.Duration)
 }
 
+// detailer is what a controller may implement to add details for traces.
+type detailer interface {
+	Detail() string
+}
+
 // Stats returns the connection's counters.
 func (c *Conn) Stats() Stats {
 	c.snd.mu.Lock()
@@ -113,6 +118,9 @@ func (c *Conn) Stats() Stats {
 	if st, ok := c.snd.cc.(stater); ok {
 		state, bw, minRTT := st.State()
 		ctl = fmt.Sprintf("%s btlbw=%.0fpkt/s minrtt=%v", state, bw, minRTT.Round(time.Millisecond/10))
+	}
+	if d, ok := c.snd.cc.(detailer); ok {
+		ctl += " " + d.Detail()
 	}
 	c.snd.mu.Unlock()
 	return Stats{

@@ -1,6 +1,7 @@
 package cc
 
 import (
+	"fmt"
 	"math"
 	"time"
 
@@ -309,6 +310,7 @@ type BBR struct {
 	lastMax     float64 // the rate at the cut before it (fast convergence)
 	cutBw       float64 // btlbw at the first cut since bwLo was lifted
 	growAt      int64   // when bwLo last grew, ns
+	held        int64   // how long bwLo's clock has been held since the cut, ns
 	rttVar      int64   // Snapshot.RTTVar, ns
 
 	// ProbeRTT.
@@ -831,6 +833,13 @@ func (c *BBR) State() (state string, btlbw float64, minRTT time.Duration) {
 	return state, c.bw, time.Duration(c.minRTT)
 }
 
+// Detail describes the congestion response for traces: the rate limit
+// after congestion loss, the cuts so far (of which by the queue watch),
+// the self-inflicted corrections, and whether a standing queue shows.
+func (c *BBR) Detail() string {
+	return fmt.Sprintf("bwlo=%.0f cuts=%d/q%d/self%d queue=%v", c.bwLo, c.cuts, c.queueCuts, c.selfCuts, c.standingQueue())
+}
+
 // updateMinRTT feeds an RTT sample to the 10 s min filter.
 func (c *BBR) updateMinRTT(rtt, now int64) {
 	if rtt <= 0 || rtt > bbrMaxRTT {
@@ -1347,7 +1356,7 @@ func (c *BBR) cut(now int64) {
 	c.bwLo = max(bbrLossBeta*r, bbrLossFloor*c.peakBw)
 	rtt := float64(c.minRTT) / 1e9
 	c.cutK = math.Cbrt(max(c.cutMax-c.bwLo, 0) * rtt / cubicC)
-	c.cutTime, c.growAt = now, now
+	c.cutTime, c.growAt, c.held = now, now, 0
 	c.cutAt = now
 	c.cutRound = true
 	c.npLost = 0
@@ -1389,9 +1398,14 @@ func (c *BBR) growBwLo(now int64) {
 	if c.bwLo <= 0 || c.minRTT <= 0 {
 		return
 	}
-	if c.standingQueue() {
+	if c.standingQueue() && c.held < int64(c.cutK*1e9) {
 		// Someone else is filling the queue: hold (CUBIC's clock
-		// stops), leave the room to it.
+		// stops), leave the room to it; but for no longer than K in
+		// all, so growth at most takes twice as long. Jitter alone can
+		// look like a standing queue (in the NAT lab's impaired path
+		// the smoothed RTT sat 13 ms above minRTT), and there a clock
+		// held for good kept the rate at the cut's floor to the end.
+		c.held += now - c.growAt
 		c.cutTime += now - c.growAt
 	}
 	c.growAt = now

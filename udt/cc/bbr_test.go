@@ -602,3 +602,36 @@ func TestBBRIgnoresLyingReceiver(t *testing.T) {
 		t.Errorf("btlbw %.0f packets/s, want about the 5000 the path delivers", bw)
 	}
 }
+
+// After a congestion cut, bwLo's clock stops while a standing queue shows,
+// but for no longer than K in all: on a jittery path (the NAT lab's
+// impaired uplinks) the smoothed RTT sits 13 ms above minRTT for good, and
+// a clock held for good kept the rate at the cut's floor to the end.
+func TestBBRBwLoHoldBounded(t *testing.T) {
+	c := NewBBR(newFakeClock())
+	ms := int64(time.Millisecond)
+	c.state, c.pacingGain = bbrProbeBW, 1
+	c.minRTT, c.srtt, c.rttVar = 132*ms, 145*ms, 2*ms
+	c.bw, c.peakBw = 1000, 1000
+	now := 100_000 * ms
+	c.standSince = now - 1000*ms // cruising under the queue for a second
+	c.bwRoseAt, c.probeAt, c.probeRTTOut = 1, 1, 1
+	if !c.standingQueue() {
+		t.Fatal("rig: no standing queue")
+	}
+	c.cut(now)
+	if c.bwLo <= 0 || c.cuts != 1 {
+		t.Fatalf("cut: bwLo %.0f, cuts %d; want a congestion cut", c.bwLo, c.cuts)
+	}
+	lo, k := c.bwLo, c.cutK
+	// Rounds of one minRTT with the queue standing throughout.
+	end := now + int64((2*k+1)*1e9)
+	for now < end && c.bwLo > 0 {
+		now += c.minRTT
+		c.growBwLo(now)
+	}
+	if c.bwLo > 0 {
+		t.Errorf("bwLo %.0f (cut to %.0f, K %.1f s) still holds %.1f s after the cut under a standing queue; want it grown back to btlbw within 2K + 1 s",
+			c.bwLo, lo, k, float64(now-(end-int64((2*k+1)*1e9)))/1e9)
+	}
+}
