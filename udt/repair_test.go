@@ -116,6 +116,28 @@ func TestRepairHeadOwnRTT(t *testing.T) {
 	}
 }
 
+// TestRepairHeadBeforeOwnRTT: before any sample of our own, the peer's
+// figures may be libudt's initial guess; the head waits for EXP's minimum.
+func TestRepairHeadBeforeOwnRTT(t *testing.T) {
+	r := newExpRig(t, 1000, 4096)
+	for i := 1; i <= 40; i++ {
+		r.sendAt(1)
+		r.ack(i) // at once: no sample of our own
+	}
+	if r.s.ownRTT != 0 {
+		t.Fatalf("rig: own RTT %v", time.Duration(r.s.ownRTT))
+	}
+	r.sendAt(20)
+	r.now += int64(expMinimum) - int64(10*time.Millisecond)
+	if got := r.repair(); len(got) != 0 {
+		t.Fatalf("head sent %v ago, no own RTT yet: resent %v", expMinimum-10*time.Millisecond, got)
+	}
+	r.now += int64(20 * time.Millisecond)
+	if got, want := r.repair(), span(40, 56); !slices.Equal(got, want) {
+		t.Fatalf("head sent %v ago: resent %v, want %v", expMinimum+10*time.Millisecond, got, want)
+	}
+}
+
 // TestRepairHeadReported: the ACK point stops on a packet that was
 // reported lost and retransmitted: that retransmission went missing, and
 // a libudt receiver never says so again. The head goes again together

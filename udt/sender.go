@@ -356,7 +356,14 @@ func (s *sender) sampleRTT(rtt int64) {
 // RTT and four times its variation, by the peer's figures or by ours,
 // whichever is longer (the peer's start at libudt's 100 ms and approach a
 // longer path slowly; ours include the path's jitter), and two ACK periods.
+//
+// Before our first sample the peer's figures may be libudt's initial
+// guess: then at least EXP's minimum (expMinimum), which would resend the
+// head anyway.
 func (s *sender) ackDue() int64 {
+	if s.ownRTT == 0 {
+		return max(s.rtt+4*s.rttVar+2*int64(synInterval), int64(expMinimum))
+	}
 	return max(s.rtt+4*s.rttVar, s.ownRTT+4*s.ownVar) + 2*int64(synInterval)
 }
 

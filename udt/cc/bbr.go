@@ -598,7 +598,7 @@ func (c *BBR) OnSent(seq int32, bytes int, retransmit bool, s *Snapshot) {
 			}
 			// Startup: the previous round's packets are being reported
 			// lost; stop doubling as soon as clearly too many are.
-			if c.state == bbrStartup && !c.filled && c.lostRound >= bbrMinLosses &&
+			if c.state == bbrStartup && !c.filled && c.lostRound >= bbrMinLosses && c.measured() &&
 				float64(c.lostRound) > bbrStartupLoss*float64(max(c.sentPrev, c.sentRound)) {
 				c.filled = true
 				c.enterDrain()
@@ -955,6 +955,16 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 	}
 }
 
+// measured reports whether btlbw has reached what the initial window makes
+// per minRTT: before that, the figures are the engine's initial guess and
+// a few app-limited packets, and losses then say nothing about a full
+// pipe. (In the lab's impaired path, a head repair of 15 packets in the
+// second round trip ended Startup at 16 packets/s, and ProbeBW took half a
+// minute to grow from there.)
+func (c *BBR) measured() bool {
+	return c.minRTT > 0 && c.bw >= bbrInitialWindow*1e9/float64(c.minRTT)
+}
+
 // startupBase is, in Startup, the rate the initial window makes per
 // minRTT (0 otherwise, or without an RTT): the least btlbw that the
 // round's cap on samples grows from. The first figures are the engine's
@@ -1136,7 +1146,7 @@ func (c *BBR) startRound(now int64) {
 		return
 	}
 	switch {
-	case c.state == bbrStartup && c.lastLoss > bbrStartupLoss:
+	case c.state == bbrStartup && c.lastLoss > bbrStartupLoss && c.measured():
 		c.filled = true
 	case c.state != bbrStartup && c.lastLoss > bbrHeavyLoss && c.queueing():
 		// Heavy loss and a queue: the path got slower than the model.
@@ -1203,7 +1213,7 @@ func (c *BBR) runStates(now int64) {
 				// above the background: the pipe is full and overflowing.
 				c.fullBwRounds++
 				c.filled = c.fullBwRounds >= bbrFullBwRounds ||
-					c.lastLoss > c.startupLossLimit() && c.lostPrev >= bbrMinLosses
+					c.lastLoss > c.startupLossLimit() && c.lostPrev >= bbrMinLosses && c.measured()
 			}
 		}
 		if c.filled {

@@ -635,3 +635,39 @@ func TestBBRBwLoHoldBounded(t *testing.T) {
 			c.bwLo, lo, k, float64(now-(end-int64((2*k+1)*1e9)))/1e9)
 	}
 }
+
+// Losses before the model has measured anything end no Startup: after the
+// key exchange, the first flight of 16 goes out again whole (a head repair
+// on a path longer than the peer's first RTT figure) before any ACK. In
+// the lab's impaired path that ended Startup at 16 packets/s, and ProbeBW
+// took half a minute to grow from there.
+func TestBBRStartupLossBeforeMeasuring(t *testing.T) {
+	clk := newFakeClock()
+	c := NewBBR(clk)
+	rtt := 140 * time.Millisecond
+	s := &Snapshot{RTT: 100 * time.Millisecond, RecvRate: 16, MSS: 1500}
+	seq := int32(isn)
+	for range 2 { // key exchange
+		c.OnSent(seq, 48, false, s)
+		seq = seqno.Inc(seq)
+		clk.Advance(rtt)
+		s.MaxSent = seqno.Dec(seq)
+		c.OnACK(seq, s)
+	}
+	first := seq
+	for range 16 {
+		c.OnSent(seq, 1456, false, s)
+		seq = seqno.Inc(seq)
+		clk.Advance(time.Millisecond)
+	}
+	clk.Advance(100 * time.Millisecond)
+	for q := first; q != seq; q = seqno.Inc(q) {
+		c.OnSent(q, 1456, true, s)
+	}
+	clk.Advance(rtt)
+	s.MaxSent = seqno.Dec(seq)
+	c.OnACK(seq, s)
+	if st, bw, _ := c.State(); st != "startup" {
+		t.Errorf("state %s with btlbw %.0f packets/s after a repaired first flight, want startup", st, bw)
+	}
+}
