@@ -570,7 +570,9 @@ func (c *Conn) sendLoop() {
 			copy(b[wire.HeaderLen:], s.buf[p*s.payload:p*s.payload+l])
 			out = append(out, b)
 			payload += l
+			s.snap.Guess = retrans && !s.naked[p]
 			s.cc.OnSent(seq, l, retrans, &s.snap)
+			s.snap.Guess = false
 			if retrans {
 				c.stats.retransmitted.Add(1)
 			}

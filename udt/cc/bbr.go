@@ -585,8 +585,12 @@ func (c *BBR) OnSent(seq int32, bytes int, retransmit bool, s *Snapshot) {
 		if known {
 			r.flags |= recRetrans
 		}
-		// A loss counts against the regime its packet was sent in.
-		if !c.recovering && first && r.sent >= c.lossEpoch {
+		// A loss counts against the regime its packet was sent in. A
+		// guess (the repair of an overdue ACK, EXP's resend) is not
+		// counted: most such packets did arrive (a head repair resends
+		// a run of 16 behind the head), and counted they ended Startup
+		// in the second round trip on the lab's impaired path.
+		if !c.recovering && first && r.sent >= c.lossEpoch && (s == nil || !s.Guess) {
 			c.lostRound++
 			if r.flags&recProbe != 0 && r.sent >= c.probeAt {
 				c.probeLoss(r)

@@ -671,3 +671,31 @@ func TestBBRStartupLossBeforeMeasuring(t *testing.T) {
 		t.Errorf("state %s with btlbw %.0f packets/s after a repaired first flight, want startup", st, bw)
 	}
 }
+
+// Retransmissions that only guess (Snapshot.Guess: an overdue ACK's
+// repair, EXP's resend) are not losses: a head repair resends a run of 16
+// that mostly arrived. Reported losses are.
+func TestBBRGuessesAreNotLosses(t *testing.T) {
+	for _, guess := range []bool{true, false} {
+		p := newBBRPipe(t, isn, 200, 100*time.Millisecond)
+		p.run(300 * time.Millisecond)
+		if st, _, _ := p.c.State(); st != "startup" || !p.c.measured() {
+			t.Fatalf("rig: %s, measured %v; want a measured Startup", st, p.c.measured())
+		}
+		before := p.c.lostRound
+		p.snap.Guess = guess
+		q := p.acked
+		for range 40 {
+			p.c.OnSent(q, 1456, true, &p.snap)
+			q = seqno.Inc(q)
+		}
+		p.snap.Guess = false
+		lost := p.c.lostRound - before
+		switch {
+		case guess && lost != 0:
+			t.Errorf("40 guessed retransmissions counted as %d losses", lost)
+		case !guess && lost != 40:
+			t.Errorf("40 retransmissions of reported losses counted as %d", lost)
+		}
+	}
+}

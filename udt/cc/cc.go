@@ -34,6 +34,7 @@ type Snapshot struct {
 	FlowWindow int           // the peer's flow window from the handshake, packets
 	InFlight   int           // packets sent and not yet acknowledged
 	Timeouts   int           // OnTimeout: expirations in a row without progress (1 = the first)
+	Guess      bool          // OnSent: a retransmission of a packet never reported lost (an overdue ACK's repair or EXP's), not a known loss
 
 	// Received counts the packets the receiver has shown it holds: up to
 	// its cumulative ACK, and up to the packet beyond each gap it
