@@ -89,7 +89,12 @@ import (
 // three rounds without 25 % growth of btlbw; or one, if that round also
 // lost more than 5 % (plus twice the loss seen before in Startup: random
 // loss alone never ends it); or as soon as a round's retransmissions exceed
-// 20 % of the previous round's packets (at least 8 losses each time).
+// 20 % of the previous round's packets (at least 8 losses each time). The
+// loss-based ends wait until btlbw has reached the initial window per
+// minRTT (before that the figures are guesses). A loss is the first
+// retransmission of a packet, unless it is a guess (Snapshot.Guess: the
+// engine repairing an overdue ACK or EXP resending, for a packet nobody
+// reported lost): a head repair resends a run of 16 that mostly arrived.
 //
 // Drain: pacing gain 1/2.89 until the flight is down to a BDP and the
 // smoothed RTT shows no queue (or after three rounds).
@@ -148,8 +153,9 @@ import (
 // packets sent before then cause no further cut (one per window, as TCP's
 // fast recovery). bwLo then grows as CUBIC's window: C(t-K)³ + W_max as a
 // rate (over minRTT), RFC 9438's C and fast convergence, its clock held
-// while a standing queue shows (the room is the other flow's), until it
-// is back at btlbw as of the first cut, when it is lifted. While it
+// while a standing queue shows (the room is the other flow's; but for at
+// most K in all, as jitter can look like a standing queue for good), until
+// it is back at btlbw as of the first cut, when it is lifted. While it
 // holds, the sender paces at bwLo rather than btlbw (btlbw falls to what
 // it sends) and ProbeBW does not probe up: bwLo's growth is the probe, and
 // a loss-based flow beside us backs off and grows back much as it would
