@@ -307,6 +307,27 @@ func TestJitter(t *testing.T) {
 	t.Logf("latency %v..%v, %d inversions", lo, hi, inversions)
 }
 
+// FIFO jitter (the NAT lab's linkemu) delays but never reorders: a
+// datagram held back holds back those behind it.
+func TestJitterFIFO(t *testing.T) {
+	const delay, jitter = 20 * time.Millisecond, 10 * time.Millisecond
+	a, b := pairT(t, Config{Delay: delay, Jitter: jitter, FIFO: true, Seed: 7}, Config{})
+	lat, seqs := latencies(t, a, b, 300, 0)
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] < seqs[i-1] {
+			t.Fatalf("datagram %d arrived after %d: FIFO jitter reordered", seqs[i], seqs[i-1])
+		}
+	}
+	for _, l := range lat {
+		if l < delay-jitter {
+			t.Fatalf("latency %v < %v", l, delay-jitter)
+		}
+	}
+	if len(seqs) != 300 {
+		t.Fatalf("%d of 300 datagrams arrived", len(seqs))
+	}
+}
+
 func TestReorder(t *testing.T) {
 	const n = 2000
 	// A long hold makes it unlikely that a stalled writer lets a held
