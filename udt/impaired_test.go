@@ -19,19 +19,20 @@ import (
 // lab such transfers collapsed to about 0.2 MB/s (16 MiB in 90-115 s)
 // before the arrival-rate, first-EXP and unchanged-ACK changes.
 //
-// memlink's jitter is drawn per packet and reorders; the lab's link
-// emulator keeps FIFO order, which bunches packets behind a delayed one.
-// Over memlink the earlier code mostly got through too (it collapsed in
-// about one run in ten), so this is a regression guard; the estimator's
-// part of the fix is pinned by TestRecvRateFIFOJitter.
+// The jitter keeps FIFO order (memlink Config.FIFO), as the lab's link
+// emulator does, which bunches packets behind a delayed one. Over memlink
+// the earlier code mostly got through too (it collapsed in about one run
+// in ten), so this is a regression guard; the estimator's part of the fix
+// is pinned by TestRecvRateFIFOJitter, the early-Startup part (spurious
+// head repairs) by TestRepairHeadOwnRTT and TestBBRGuessesAreNotLosses.
 func TestImpairedLabPath(t *testing.T) {
 	const (
 		size    = 16 << 20
 		floor   = 1.5              // MB/s
 		timeout = 15 * time.Second // 16 MiB at the floor takes 11 s
 	)
-	ab := memlink.Config{Delay: 30 * time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 0.03, Seed: 31}
-	ba := memlink.Config{Delay: 40 * time.Millisecond, Jitter: 5 * time.Millisecond, Loss: 0.03, Seed: 32}
+	ab := memlink.Config{Delay: 30 * time.Millisecond, Jitter: 5 * time.Millisecond, FIFO: true, Loss: 0.03, Seed: 31}
+	ba := memlink.Config{Delay: 40 * time.Millisecond, Jitter: 5 * time.Millisecond, FIFO: true, Loss: 0.03, Seed: 32}
 	pa, pb := memlink.Pair(ab, ba)
 	defer closeLink(pa, pb)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
