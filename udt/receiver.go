@@ -200,12 +200,7 @@ func (r *receiver) onACK2(no int32, now int64) {
 	}
 	sample := now - rec.sent
 	rec.sent = 0
-	d := sample - r.rtt
-	if d < 0 {
-		d = -d
-	}
-	r.rttVar = (3*r.rttVar + d) / 4
-	r.rtt = (7*r.rtt + sample) / 8
+	smoothRTT(&r.rtt, &r.rttVar, sample)
 	if seqno.Cmp(rec.ack, r.lastAck2) > 0 || r.lastAck2 < 0 {
 		r.lastAck2 = rec.ack
 	}

@@ -233,13 +233,7 @@ func (s *sender) onACK(a *wire.ACK) {
 	}
 	s.acknowledge(a.Ack)
 	if a.RTT > 0 {
-		rtt := int64(a.RTT) * 1000
-		d := rtt - s.rtt
-		if d < 0 {
-			d = -d
-		}
-		s.rttVar = (3*s.rttVar + d) / 4
-		s.rtt = (7*s.rtt + rtt) / 8
+		smoothRTT(&s.rtt, &s.rttVar, int64(a.RTT)*1000)
 	}
 	s.snap.ACKRate = 0
 	if a.Fields == 6 {
@@ -344,12 +338,7 @@ func (s *sender) sampleRTT(rtt int64) {
 		s.ownRTT, s.ownVar = rtt, rtt/2
 		return
 	}
-	d := rtt - s.ownRTT
-	if d < 0 {
-		d = -d
-	}
-	s.ownVar = (3*s.ownVar + d) / 4
-	s.ownRTT = (7*s.ownRTT + rtt) / 8
+	smoothRTT(&s.ownRTT, &s.ownVar, rtt)
 }
 
 // ackDue is how long after a packet's transmission its ACK is overdue: the

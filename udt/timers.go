@@ -42,6 +42,18 @@ func (c *Conn) timerLoop() {
 	}
 }
 
+// smoothRTT feeds an RTT sample to a smoothed RTT and its variation, as
+// libudt (and RFC 6298) do: the variation by 1/4 towards |sample - srtt|,
+// then srtt by 1/8 towards the sample.
+func smoothRTT(srtt, rttVar *int64, sample int64) {
+	d := sample - *srtt
+	if d < 0 {
+		d = -d
+	}
+	*rttVar = (3**rttVar + d) / 4
+	*srtt = (7**srtt + sample) / 8
+}
+
 // expiredACK sends the periodic full ACK, or a window update when the
 // application has drained a buffer we had reported nearly full.
 func (c *Conn) expiredACK(buf []byte, now int64) []byte {

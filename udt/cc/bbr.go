@@ -965,14 +965,15 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 	}
 }
 
-// measured reports whether btlbw has reached what the initial window makes
-// per minRTT: before that, the figures are the engine's initial guess and
+// measured reports whether, in Startup, btlbw has reached startupBase
+// (what the initial window makes per minRTT): before that, the figures are the engine's initial guess and
 // a few app-limited packets, and losses then say nothing about a full
 // pipe. (In the lab's impaired path, a head repair of 15 packets in the
 // second round trip ended Startup at 16 packets/s, and ProbeBW took half a
 // minute to grow from there.)
 func (c *BBR) measured() bool {
-	return c.minRTT > 0 && c.bw >= bbrInitialWindow*1e9/float64(c.minRTT)
+	base := c.startupBase()
+	return base > 0 && c.bw >= base
 }
 
 // startupBase is, in Startup, the rate the initial window makes per
