@@ -354,13 +354,26 @@ func TestIdleAllocs(t *testing.T) {
 	defer b.Abort()
 	defer a.Abort()
 	time.Sleep(100 * time.Millisecond) // past the handshake's last packets
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	time.Sleep(1200 * time.Millisecond)
-	runtime.ReadMemStats(&after)
+	// The count is the whole process's: a test before this one may still
+	// be winding down (seen once in a full `go test ./...` on a loaded
+	// machine: 2). An idle connection that allocates does so in every
+	// window, so the least of up to three counts is the connection's.
+	var n uint64
+	for try := 0; try < 3; try++ {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		time.Sleep(1200 * time.Millisecond)
+		runtime.ReadMemStats(&after)
+		if m := after.Mallocs - before.Mallocs; try == 0 || m < n {
+			n = m
+		}
+		if n <= 1 {
+			break
+		}
+	}
 	sa, sb := a.Stats(), b.Stats()
-	if n := after.Mallocs - before.Mallocs; n > 1 {
-		t.Errorf("%d allocations in 1.2 s of an idle connection, want at most 1", n)
+	if n > 1 {
+		t.Errorf("%d allocations in each of three 1.2 s windows of an idle connection (the least), want at most 1", n)
 	}
 	if sa.PacketsSent != 0 || sb.PacketsSent != 0 {
 		t.Errorf("data packets sent on an idle connection: %d, %d", sa.PacketsSent, sb.PacketsSent)
