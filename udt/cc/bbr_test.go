@@ -699,3 +699,81 @@ func TestBBRGuessesAreNotLosses(t *testing.T) {
 		}
 	}
 }
+
+// A probe that overflows the queue from a btlbw clearly below the link's
+// (the largest a probe began from) yields: another flow shares the queue.
+// In the NAT lab beside TCP CUBIC, our paced packets lost almost nothing
+// when CUBIC's bursts overflowed the queue, no loss outside probes ever
+// cut, and CUBIC kept 9 % of the link. Alone, the same probe loss only
+// limits later probes; and Startup's overshoot (in btlbw for 10 rounds
+// after Drain) is no measure of the link.
+func TestBBRSharedProbeLossYields(t *testing.T) {
+	for _, tc := range []struct {
+		bw     float64
+		shared bool
+		fresh  bool // the earlier probe began within 10 rounds of Drain
+	}{{990, false, false}, {900, true, false}, {900, false, true}} {
+		c := NewBBR(newFakeClock())
+		ms := int64(time.Millisecond)
+		c.state, c.cycleIdx = bbrProbeBW, 0
+		c.round = 100
+		if tc.fresh {
+			c.drainRound = 95
+		}
+		c.minRTT, c.srtt = 100*ms, 104*ms
+		c.npRounds = bbrBgRounds
+		now := 100_000 * ms
+		c.bw, c.peakBw = 1000, 1000
+		c.startProbe(now - 10_000*ms) // an earlier probe, alone
+		c.bw = tc.bw
+		c.startProbe(now)
+		c.pacingGain = bbrGainCycle[0]
+		c.probeSent = 400
+		for range 10 {
+			c.probeLoss(&bbrRecord{inflight: 130})
+		}
+		if !c.probeHit {
+			t.Fatalf("btlbw %.0f: rig: the probe's losses did not count", tc.bw)
+		}
+		switch {
+		case tc.shared && (c.bwLo <= 0 || c.bwLo > bbrLossBeta*tc.bw+1):
+			t.Errorf("probe from %.0f of a link of 1000 lost: bwLo %.0f, want %.0f (a cut)", tc.bw, c.bwLo, bbrLossBeta*tc.bw)
+		case !tc.shared && c.bwLo != 0:
+			t.Errorf("probe from %.0f of a link of 1000 lost: bwLo %.0f, want none (alone)", tc.bw, c.bwLo)
+		case !tc.shared && c.room <= 0:
+			t.Errorf("probe alone lost: room %.0f, want a probing limit", c.room)
+		}
+	}
+}
+
+// After a cut on a shared link (a shared probe's, or any from clearly
+// below linkBw), bwLo grows by a packet per RTT, as Reno; after another
+// cut, as CUBIC. In the NAT lab CUBIC's curve took back 70 % of a cut
+// within 4 s, long before the TCP flow beside us (a window of 100 packets)
+// could grow into the room.
+func TestBBRSharedCutGrowsAsReno(t *testing.T) {
+	reno, cubic := [2]float64{5600 + 250, 5600 + 350}, [2]float64{7000, 8000}
+	for _, tc := range []struct {
+		shared bool
+		link   float64
+		want   [2]float64 // bwLo 3 s after the cut
+	}{{true, 8100, reno}, {false, 10000, reno}, {false, 8100, cubic}} {
+		c := NewBBR(newFakeClock())
+		ms := int64(time.Millisecond)
+		c.state, c.pacingGain = bbrProbeBW, 1
+		c.minRTT, c.srtt = 100*ms, 101*ms // no standing queue
+		c.bw, c.peakBw, c.linkBw = 8000, 10000, tc.link
+		now := 100_000 * ms
+		c.lower(now, c.bw, c.bw, tc.shared)
+		if want := bbrLossBeta * c.bw; math.Abs(c.bwLo-want) > 1 {
+			t.Fatalf("shared %v, link %.0f: cut to %.0f, want %.0f", tc.shared, tc.link, c.bwLo, want)
+		}
+		for range 30 {
+			now += c.minRTT
+			c.growBwLo(now)
+		}
+		if c.bwLo < tc.want[0] || c.bwLo > tc.want[1] {
+			t.Errorf("shared %v, link %.0f: bwLo %.0f 3 s after a cut from 8000, want %.0f-%.0f", tc.shared, tc.link, c.bwLo, tc.want[0], tc.want[1])
+		}
+	}
+}
