@@ -1424,7 +1424,9 @@ func (c *BBR) lower(now int64, r, bw float64, shared bool) {
 	rtt := float64(c.minRTT) / 1e9
 	c.cutK = math.Cbrt(max(c.cutMax-c.bwLo, 0) * rtt / cubicC)
 	c.cutTime, c.growAt, c.held = now, now, 0
-	c.loShared = c.loShared || shared || c.linkBw > 0 && bw < bbrSharedShare*c.linkBw
+	// (Judged by btlbw at the episode's first cut: paced at bwLo, btlbw
+	// falls below linkBw whoever else is there.)
+	c.loShared = c.loShared || shared || c.linkBw > 0 && c.cutBw < bbrSharedShare*c.linkBw
 	c.cutAt = now
 	c.cutRound = true
 	c.npLost = 0

@@ -748,9 +748,9 @@ func TestBBRSharedProbeLossYields(t *testing.T) {
 
 // After a cut on a shared link (a shared probe's, or any from clearly
 // below linkBw), bwLo grows by a packet per RTT, as Reno; after another
-// cut, as CUBIC. In the NAT lab CUBIC's curve took back 70 % of a cut
-// within 4 s, long before the TCP flow beside us (a window of 100 packets)
-// could grow into the room.
+// cut, as CUBIC; btlbw at the episode's first cut decides. In the NAT lab
+// CUBIC's curve took back 70 % of a cut within 4 s, long before the TCP
+// flow beside us (a window of 100 packets) could grow into the room.
 func TestBBRSharedCutGrowsAsReno(t *testing.T) {
 	reno, cubic := [2]float64{5600 + 250, 5600 + 350}, [2]float64{7000, 8000}
 	for _, tc := range []struct {
@@ -774,6 +774,15 @@ func TestBBRSharedCutGrowsAsReno(t *testing.T) {
 		}
 		if c.bwLo < tc.want[0] || c.bwLo > tc.want[1] {
 			t.Errorf("shared %v, link %.0f: bwLo %.0f 3 s after a cut from 8000, want %.0f-%.0f", tc.shared, tc.link, c.bwLo, tc.want[0], tc.want[1])
+		}
+		if tc.shared || tc.link < 10000 && c.bwLo > 0 {
+			// A second cut in the same episode: btlbw has fallen to
+			// bwLo, below linkBw, but the episode began at the link.
+			c.bw = c.bwLo
+			c.lower(now, c.bw, c.bw, false)
+			if c.loShared != tc.shared {
+				t.Errorf("shared %v, link %.0f: a second cut from btlbw %.0f made it shared %v", tc.shared, tc.link, c.bw, c.loShared)
+			}
 		}
 	}
 }
