@@ -94,7 +94,28 @@ func labUp(t *testing.T, args ...string) *lab {
 		}
 	}
 	t.Logf("lab up in %.1fs: %s", time.Since(t0).Seconds(), strings.Join(args, " "))
+	waitNTP(t)
 	return l
+}
+
+// waitNTP waits (up to 5 s) until the lab's chronyd answers from peerA:
+// `up` returns once it has started it, and a netcheck run 1.2 s after
+// `up` once found no NTP server answering (CI at 40b7c00).
+func waitNTP(t *testing.T) {
+	t.Helper()
+	probe := filepath.Join(env.labDir, "bin", "probe")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := nodeOutput("peerA", probe, "ntp", "-server", ntpGood, "-tries", "1")
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Logf("NTP server %s not answering 5 s after up: %v\n%s", ntpGood, err, out)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // nodeOutput runs a short command in a lab node and returns its output.
