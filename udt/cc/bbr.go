@@ -1023,13 +1023,26 @@ func (c *BBR) distrustReceiver(now int64) {
 	if !ok || seen <= 0 || seen >= c.bw || c.seenLimited(fresh) {
 		return
 	}
+	c.restartModel(seen)
+}
+
+// restartFilter restarts the bandwidth filter (and the up-phases'
+// samples kept in it) from bw.
+func (c *BBR) restartFilter(bw float64) {
 	for i := range c.bwSlots {
 		c.bwSlots[i] = bbrBwSlot{}
-		c.probeMax, c.probeCur = 0, 0
 	}
-	c.bwSlots[c.round%bbrBwRounds] = bbrBwSlot{round: c.round, max: seen}
-	c.bw = seen
-	c.peakBw = seen
+	c.probeMax, c.probeCur = 0, 0
+	c.bwSlots[c.round%bbrBwRounds] = bbrBwSlot{round: c.round, max: bw}
+	c.bw = bw
+}
+
+// restartModel restarts the filter from bw and forgets the largest
+// figures measured before (peakBw, linkBw): they came from a model now
+// found wanting.
+func (c *BBR) restartModel(bw float64) {
+	c.restartFilter(bw)
+	c.peakBw = bw
 	c.linkBw = 0
 }
 
@@ -1198,14 +1211,7 @@ func (c *BBR) startRound(now int64) {
 			}
 		}
 		if carried > 0 && carried < c.bw {
-			for i := range c.bwSlots {
-				c.bwSlots[i] = bbrBwSlot{}
-				c.probeMax, c.probeCur = 0, 0
-			}
-			c.bwSlots[c.round%bbrBwRounds] = bbrBwSlot{round: c.round, max: carried}
-			c.bw = carried
-			c.peakBw = carried
-			c.linkBw = 0
+			c.restartModel(carried)
 		}
 		if c.state != bbrProbeRTT {
 			c.enterDrain()
@@ -1386,12 +1392,7 @@ func (c *BBR) cut(now int64) {
 			// A correction, not a cut: at most bbrSelfCorrection of
 			// btlbw, never below the cuts' floor.
 			d = max(d, bbrSelfCorrection*c.bw, bbrLossFloor*c.peakBw)
-			for i := range c.bwSlots {
-				c.bwSlots[i] = bbrBwSlot{}
-			}
-			c.probeMax, c.probeCur = 0, 0
-			c.bwSlots[c.round%bbrBwRounds] = bbrBwSlot{round: c.round, max: d}
-			c.bw = d
+			c.restartFilter(d)
 			c.linkBw = min(c.linkBw, d) // it was too high as well
 		}
 		c.selfCuts++
@@ -1426,7 +1427,7 @@ func (c *BBR) lower(now int64, r, bw float64, shared bool) {
 	c.cutTime, c.growAt, c.held = now, now, 0
 	// (Judged by btlbw at the episode's first cut: paced at bwLo, btlbw
 	// falls below linkBw whoever else is there.)
-	c.loShared = c.loShared || shared || c.linkBw > 0 && c.cutBw < bbrSharedShare*c.linkBw
+	c.loShared = c.loShared || shared || c.belowLink(c.cutBw)
 	c.cutAt = now
 	c.cutRound = true
 	c.npLost = 0
@@ -1518,7 +1519,13 @@ func (c *BBR) standingQueue() bool {
 // beside a bursty one loses little when the queue overflows (the bursts
 // take the drops), so in the NAT lab the losses that tell are a probe's.
 func (c *BBR) shared() bool {
-	return c.probed && c.linkBw > 0 && c.probeBase < bbrSharedShare*c.linkBw && c.npRounds >= bbrBgRounds
+	return c.probed && c.belowLink(c.probeBase) && c.npRounds >= bbrBgRounds
+}
+
+// belowLink reports whether bw is clearly below linkBw (if known): what
+// another flow on the link leaves us.
+func (c *BBR) belowLink(bw float64) bool {
+	return c.linkBw > 0 && bw < bbrSharedShare*c.linkBw
 }
 
 // rateBw is the bandwidth the sender paces at: btlbw, or after congestion
