@@ -556,7 +556,7 @@ func (m meeting) run(t *testing.T) *meetRun {
 	} else {
 		for _, s := range []*side{r.A, r.B} {
 			if s.proc.exitCode() != 0 {
-				r.fail("%s: %s (want exit 0)", s.proc.name, s.proc.status())
+				r.fail("%s: %s (want exit 0); its last words: %s", s.proc.name, s.proc.status(), lastLine(s.proc.stderr()))
 			}
 			if !s.conn.ok {
 				r.fail("%s never printed \"connected to ... after both tokens were known\"", s.proc.name)
@@ -603,7 +603,7 @@ func (m meeting) run(t *testing.T) *meetRun {
 	if len(r.problems) > 0 {
 		dumpStderr(t, r.A.proc, r.B.proc)
 	}
-	record(result{test: t.Name(), failed: t.Failed(), connect: own, external: ext, path: path, mbps: orDash(r.rate), note: r.note})
+	record(result{test: t.Name(), failed: t.Failed(), connect: own, external: ext, path: path, mbps: orDash(r.rate), note: r.note, problems: r.problems})
 	return r
 }
 

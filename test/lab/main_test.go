@@ -358,6 +358,9 @@ type result struct {
 	path     string
 	mbps     string
 	note     string
+	// problems: why it failed, repeated under the table so that a log
+	// cut to its tail still says why.
+	problems []string
 }
 
 var (
@@ -392,6 +395,14 @@ func printSummary() {
 				status = "FAIL"
 			}
 			fmt.Fprintf(&b, "  %-4s %-62s %8s %8s  %-15s %8s  %s\n", status, r.test, r.connect, r.external, r.path, r.mbps, r.note)
+		}
+		for _, r := range results {
+			for _, p := range r.problems {
+				if len(p) > 400 {
+					p = p[:400] + "..."
+				}
+				fmt.Fprintf(&b, "  FAIL %s: %s\n", r.test, strings.ReplaceAll(p, "\n", " | "))
+			}
 		}
 		fmt.Print(b.String())
 	})
