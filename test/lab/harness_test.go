@@ -266,6 +266,16 @@ func (p *proc) stderr() string {
 	return string(b)
 }
 
+// lastLine is the last non-empty line of its stderr, for a one-line
+// reason.
+func (p *proc) lastLine() string {
+	s := strings.TrimRight(p.stderr(), "\n")
+	if s == "" {
+		return "(nothing)"
+	}
+	return s[strings.LastIndexByte(s, '\n')+1:]
+}
+
 // dropLine is what p2pcat -v prints for each probe that fails
 // authentication; a flood of them is summarised in dumps.
 const dropLine = "punch: dropped an unauthenticated probe from "
@@ -556,7 +566,7 @@ func (m meeting) run(t *testing.T) *meetRun {
 	} else {
 		for _, s := range []*side{r.A, r.B} {
 			if s.proc.exitCode() != 0 {
-				r.fail("%s: %s (want exit 0); its last words: %s", s.proc.name, s.proc.status(), lastLine(s.proc.stderr()))
+				r.fail("%s: %s (want exit 0); its last words: %s", s.proc.name, s.proc.status(), s.proc.lastLine())
 			}
 			if !s.conn.ok {
 				r.fail("%s never printed \"connected to ... after both tokens were known\"", s.proc.name)

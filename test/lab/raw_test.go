@@ -225,7 +225,7 @@ func (d rawDirection) run(t *testing.T, udtpeer string, src *dataFile) {
 			notes = append(notes, "udtpeer: "+p.status()+" in UDT::close/cleanup after its report")
 			t.Logf("udtpeer %s after printing its report (libudt teardown)", p.status())
 		default:
-			fail("%s: %s (want exit 0); its last words: %s", p.name, p.status(), lastLine(p.stderr()))
+			fail("%s: %s (want exit 0); its last words: %s", p.name, p.status(), p.lastLine())
 		}
 	}
 	if ctx.Err() != nil {
@@ -320,8 +320,9 @@ func (d rawDirection) run(t *testing.T, udtpeer string, src *dataFile) {
 		dumpStderr(t, a, b)
 	}
 	record(result{test: t.Name(), failed: t.Failed(), connect: orDash(own), external: connect,
-		path: "raw rendezvous", mbps: rate, note: strings.Join(append([]string{fmt.Sprintf("measured from the sender's start; wall %s MB/s; udtpeer: connected %s after its start", wall, orDash(udtOwn))}, notes...), "; "),
-		problems: problems})
+		path: "raw rendezvous", mbps: rate, problems: problems,
+		note: strings.Join(append([]string{fmt.Sprintf("measured from the sender's start; wall %s MB/s; udtpeer: connected %s after its start",
+			wall, orDash(udtOwn))}, notes...), "; ")})
 }
 
 // stunMapping asks the lab's STUN server, from node's UDP port, for the
@@ -388,18 +389,6 @@ func udtpeerTotals(stderr string) string {
 		}
 	}
 	return ""
-}
-
-// lastLine is the last non-empty line of s, for a one-line reason.
-func lastLine(s string) string {
-	s = strings.TrimRight(s, "\n")
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		s = s[i+1:]
-	}
-	if s == "" {
-		return "(nothing)"
-	}
-	return s
 }
 
 // diedInTeardown: udtpeer was killed by a signal after printing its last
