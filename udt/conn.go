@@ -473,7 +473,11 @@ func (c *Conn) teardown() error {
 	return nil
 }
 
-// linger waits until everything written has been acknowledged.
+// linger waits until a full ACK covers everything written. A light ACK is
+// not enough: a libudt receiver makes data readable only when it sends a
+// full ACK, and it can wait up to 100 ms to send one once packets stop
+// arriving; our Shutdown, sent on a light ACK, would beat it and cut the
+// stream short on the peer while we report success.
 func (c *Conn) linger() error {
 	s := &c.snd
 	s.mu.Lock()
@@ -483,7 +487,7 @@ func (c *Conn) linger() error {
 	defer limit.Stop()
 	for {
 		s.mu.Lock()
-		left, err := s.queued(), s.err
+		left, err := s.undelivered(), s.err
 		s.mu.Unlock()
 		if left == 0 {
 			return nil

@@ -32,8 +32,13 @@ type sender struct {
 
 	now func() int64 // the connection's clock
 
-	seenSeq  int32 // one past the newest packet the receiver has shown it holds (see)
-	ackSeq   int32 // oldest unacknowledged packet
+	seenSeq int32 // one past the newest packet the receiver has shown it holds (see)
+	ackSeq  int32 // oldest unacknowledged packet
+	// dataAck is the newest full ACK's number: what the receiver has made
+	// readable. A light ACK moves ackSeq (the packets are in its buffer)
+	// but not this: libudt hands data to its application only when it
+	// sends a full ACK, and a Shutdown that arrives first loses the rest.
+	dataAck  int32
 	ackPos   int   // its ring slot
 	nextSeq  int32 // next new packet to send
 	endSeq   int32 // one past the last packet holding data
@@ -93,7 +98,7 @@ func (s *sender) init(isn int32, size, payload, flowWindow, mss int, ctl cc.Cont
 	s.naked = make([]bool, s.size)
 	s.sentAt = make([]int64, s.size)
 	s.resent = make([]bool, s.size)
-	s.ackSeq, s.nextSeq, s.endSeq, s.seenSeq = isn, isn, isn, isn
+	s.ackSeq, s.nextSeq, s.endSeq, s.seenSeq, s.dataAck = isn, isn, isn, isn, isn
 	s.lastACK = isn
 	s.flowWindow = flowWindow
 	s.cc = ctl
@@ -111,6 +116,10 @@ func (s *sender) pos(seq int32) int { return (s.ackPos + seqno.Off(s.ackSeq, seq
 func (s *sender) inFlight() int { return seqno.Off(s.ackSeq, s.nextSeq) }
 
 func (s *sender) queued() int { return seqno.Off(s.ackSeq, s.endSeq) }
+
+// undelivered is the number of packets written that no full ACK covers
+// yet: Close lingers until it is 0.
+func (s *sender) undelivered() int { return seqno.Off(s.dataAck, s.endSeq) }
 
 func (s *sender) snapshot() *cc.Snapshot {
 	s.snap.RTT = time.Duration(s.rtt)
@@ -230,6 +239,9 @@ func (s *sender) onACK(a *wire.ACK) {
 	if seqno.Cmp(a.Ack, s.lastACK) >= 0 {
 		s.flowWindow = max(int(a.Avail), 2)
 		s.lastACK = a.Ack
+	}
+	if seqno.Cmp(a.Ack, s.dataAck) > 0 {
+		s.dataAck = a.Ack
 	}
 	s.acknowledge(a.Ack)
 	if a.RTT > 0 {
