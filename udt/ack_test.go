@@ -164,3 +164,23 @@ func TestFullACKUnconfirmed(t *testing.T) {
 		t.Errorf("unconfirmed ACK not repeated %v later", time.Duration(a.now-last))
 	}
 }
+
+// TestNoACKBeforeData: like libudt, no full or light ACK goes out before
+// the first data packet arrives, however long the connection idles. A
+// libudt rendezvous peer that is still connecting (our keep-alive lost)
+// takes any ACK for the end of its connect call and returns from it
+// unconnected; an ACK 10 ms after we connected did exactly that through a
+// lossy relay.
+func TestNoACKBeforeData(t *testing.T) {
+	for _, isn := range []int32{0, 5000, seqno.Max} {
+		a := newAckRig(t, isn)
+		for i := 0; i < 50; i++ {
+			a.wantNone(fmt.Sprintf("isn %d, idle SYN %d", isn, i))
+		}
+		if b := a.r.appendLightACK(nil, 9); len(b) != 0 {
+			t.Errorf("isn %d: a light ACK before any data", isn)
+		}
+		a.data(0, 0)
+		a.wantACK(fmt.Sprintf("isn %d, first packet", isn), 1)
+	}
+}

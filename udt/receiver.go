@@ -75,7 +75,11 @@ func (r *receiver) init(isn int32, window, payload int) {
 	r.present = make([]bool, r.size)
 	r.nakAt = make([]int64, r.size)
 	r.base, r.ackSeq, r.maxSeq = isn, isn, seqno.Dec(isn)
-	r.lastAckSent, r.lastAck2 = -1, -1
+	// Nothing before the ISN needs acknowledging: as in libudt, no ACK
+	// goes out before data arrives. (A libudt rendezvous peer still
+	// connecting takes any ACK for the end of its connect call and
+	// returns from it unconnected.)
+	r.lastAckSent, r.lastAck2 = -1, isn
 	r.rtt, r.rttVar = int64(initialRTT), int64(initialRTTVar)
 	r.lastAvail = window
 	r.wokeAt = isn
@@ -201,7 +205,7 @@ func (r *receiver) onACK2(no int32, now int64) {
 	sample := now - rec.sent
 	rec.sent = 0
 	smoothRTT(&r.rtt, &r.rttVar, sample)
-	if seqno.Cmp(rec.ack, r.lastAck2) > 0 || r.lastAck2 < 0 {
+	if seqno.Cmp(rec.ack, r.lastAck2) > 0 {
 		r.lastAck2 = rec.ack
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -137,6 +138,9 @@ type plan struct {
 	first            side          // rendezvous: which side starts first
 	gap              time.Duration // rendezvous: delay between the two starts
 	relayArgs        []string      // non-nil: go through udprelay with these impairments
+	// drop, for a rendezvous, puts an in-process relay in the path instead
+	// of udprelay: a datagram for which it returns true is not forwarded.
+	drop func(fromSender bool, p []byte) bool
 }
 
 // wired is a plan with ports: both ends and the relay command, if any.
@@ -145,6 +149,8 @@ type wired struct {
 	relay      []string // udprelay argv, nil without a relay
 	relayPorts []int    // the relay's -a and -b ports
 	waitPort   []int    // ports that must be bound before the second side starts
+	// filter: the in-process relay's ports and peers (plan.drop set)
+	filter *filterRelay
 }
 
 const loop = "127.0.0.1"
@@ -161,6 +167,10 @@ func (p plan) wire(t *testing.T) wired {
 	var w wired
 	w.snd.kind, w.rcv.kind = p.sender, p.receiver
 	switch {
+	case p.rendezvous && p.drop != nil:
+		w.snd = end{p.sender, modeRendezvous, ps, hp(ra)}
+		w.rcv = end{p.receiver, modeRendezvous, pr, hp(rb)}
+		w.filter = &filterRelay{a: ra, b: rb, sender: ps, receiver: pr, drop: p.drop}
 	case p.rendezvous && p.relayArgs == nil:
 		w.snd = end{p.sender, modeRendezvous, ps, hp(pr)}
 		w.rcv = end{p.receiver, modeRendezvous, pr, hp(ps)}
@@ -505,6 +515,13 @@ func (tr transfer) run(t *testing.T) float64 {
 		}
 	}
 
+	if w.filter != nil {
+		if err := w.filter.start(); err != nil {
+			t.Fatalf("in-process relay: %v", err)
+		}
+		defer w.filter.stop()
+	}
+
 	in, err := os.Open(tr.src.path)
 	if err != nil {
 		t.Fatal(err)
@@ -616,6 +633,60 @@ func (tr transfer) run(t *testing.T) float64 {
 		dumpStderr(t, snd, rcv, relay)
 	}
 	return mbps
+}
+
+// filterRelay forwards datagrams between a rendezvous pair, as udprelay
+// -A/-B does: what the sender sends to port a goes out of port b to the
+// receiver, and back. drop picks the datagrams that are lost.
+type filterRelay struct {
+	a, b             int // relay ports: the sender's side, the receiver's
+	sender, receiver int // the peers' ports
+	drop             func(fromSender bool, p []byte) bool
+
+	ca, cb  *net.UDPConn
+	wg      sync.WaitGroup
+	Dropped atomic.Int64
+}
+
+func (f *filterRelay) start() error {
+	var err error
+	if f.ca, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(loop), Port: f.a}); err != nil {
+		return err
+	}
+	if f.cb, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(loop), Port: f.b}); err != nil {
+		f.ca.Close()
+		return err
+	}
+	to := func(port int) *net.UDPAddr { return &net.UDPAddr{IP: net.ParseIP(loop), Port: port} }
+	f.wg.Add(2)
+	go f.pump(f.ca, f.cb, to(f.receiver), true)
+	go f.pump(f.cb, f.ca, to(f.sender), false)
+	return nil
+}
+
+func (f *filterRelay) pump(from, out *net.UDPConn, dst *net.UDPAddr, fromSender bool) {
+	defer f.wg.Done()
+	buf := make([]byte, 65536)
+	for {
+		n, _, err := from.ReadFromUDP(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue // ICMP port unreachable before the peer binds
+		}
+		if f.drop(fromSender, buf[:n]) {
+			f.Dropped.Add(1)
+			continue
+		}
+		out.WriteToUDP(buf[:n], dst)
+	}
+}
+
+func (f *filterRelay) stop() {
+	f.ca.Close()
+	f.cb.Close()
+	f.wg.Wait()
 }
 
 func fileSHA256(path string) (string, error) {

@@ -3,10 +3,12 @@
 package interop
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -198,4 +200,41 @@ func TestRelayLibudtSender(t *testing.T) {
 	if own < 0.8*lib {
 		t.Errorf("libudt -> p2pcat --raw %.1f MB/s is under 0.8x libudt -> libudt (%.1f MB/s)", own, lib)
 	}
+}
+
+// TestRendezvousLostKeepAlive: the keep-alive p2pcat sends when it
+// connects is what completes a libudt rendezvous peer still waiting at
+// -1. With it lost, libudt must complete on our -2 reply to its next -1,
+// 250 ms later. Nothing else may reach it first: a libudt peer that is
+// connecting takes any other control packet (an ACK, say) for the end of
+// its connect call and returns from it unconnected. p2pcat starts first,
+// so that it is the one to connect first.
+func TestRendezvousLostKeepAlive(t *testing.T) {
+	requireEnv(t)
+	for _, d := range directions {
+		t.Run(d.name, func(t *testing.T) {
+			fromP2pcat := d.p2pcatSide() == sideSender
+			var dropped atomic.Bool
+			drop := func(fromSender bool, p []byte) bool {
+				if fromSender != fromP2pcat || !isKeepAlive(p) {
+					return false
+				}
+				return !dropped.Swap(true)
+			}
+			transfer{
+				plan: plan{sender: d.sender, receiver: d.receiver, rendezvous: true,
+					first: d.p2pcatSide(), gap: 500 * time.Millisecond, drop: drop},
+				src:     env.small,
+				timeout: loopbackTimeout(env.small.size, 500*time.Millisecond),
+			}.run(t)
+			if !dropped.Load() {
+				t.Errorf("p2pcat sent no keep-alive to drop")
+			}
+		})
+	}
+}
+
+// isKeepAlive reports whether p is a UDT keep-alive (control type 1).
+func isKeepAlive(p []byte) bool {
+	return len(p) >= 16 && p[0]&0x80 != 0 && binary.BigEndian.Uint16(p[0:2])&0x7fff == 1
 }
