@@ -16,7 +16,6 @@ func TestLingerWaitsForFullACK(t *testing.T) {
 	for _, isn := range []int32{0, seqno.Max - 40} {
 		r := newExpRig(t, isn, 256)
 		r.c.cfg.Linger = 60 * time.Millisecond
-		r.s.space = make(chan struct{}, 1)
 		r.send(100)
 
 		r.s.onLightACK(r.seq(100))

@@ -643,9 +643,8 @@ type filterRelay struct {
 	sender, receiver int // the peers' ports
 	drop             func(fromSender bool, p []byte) bool
 
-	ca, cb  *net.UDPConn
-	wg      sync.WaitGroup
-	Dropped atomic.Int64
+	ca, cb *net.UDPConn
+	wg     sync.WaitGroup
 }
 
 func (f *filterRelay) start() error {
@@ -675,11 +674,9 @@ func (f *filterRelay) pump(from, out *net.UDPConn, dst *net.UDPAddr, fromSender 
 			}
 			continue // ICMP port unreachable before the peer binds
 		}
-		if f.drop(fromSender, buf[:n]) {
-			f.Dropped.Add(1)
-			continue
+		if !f.drop(fromSender, buf[:n]) {
+			out.WriteToUDP(buf[:n], dst)
 		}
-		out.WriteToUDP(buf[:n], dst)
 	}
 }
 
