@@ -152,7 +152,8 @@ import (
 // whatever the cuts' count), and losses of
 // packets sent before then cause no further cut (one per window, as TCP's
 // fast recovery). bwLo then grows as CUBIC's window: C(t-K)³ + W_max as a
-// rate (over minRTT), RFC 9438's C and fast convergence, its clock held
+// rate (over minRTT), RFC 9438's C, fast convergence and Reno-friendly
+// region (0.53 packets per RTT where that is faster), its clock held
 // while a standing queue shows (the room is the other flow's; but for at
 // most K in all, as jitter can look like a standing queue for good), until
 // it is back at btlbw as of the first cut, when it is lifted. While it
@@ -332,6 +333,7 @@ type BBR struct {
 	cutTime     int64   // when the latest cut happened, ns
 	cutMax      float64 // CUBIC's W_max after it, as a rate, packets/s
 	cutK        float64 // CUBIC's K, s
+	cutLo       float64 // bwLo right after the cut: the Reno-friendly estimate's start
 	lastMax     float64 // the rate at the cut before it (fast convergence)
 	cutBw       float64 // btlbw at the first cut since bwLo was lifted
 	growAt      int64   // when bwLo last grew, ns
@@ -495,6 +497,9 @@ const (
 	bbrQueueRounds = 8
 	// cubicC is CUBIC's C (RFC 9438), packets/s³, for bwLo's growth.
 	cubicC = 0.4
+	// cubicAlpha is CUBIC's alpha (RFC 9438 §4.3, 3(1-beta)/(1+beta)):
+	// the Reno-friendly estimate's growth, packets per RTT.
+	cubicAlpha = 3 * (1 - bbrLossBeta) / (1 + bbrLossBeta)
 	// bbrProbeWait is the least time between up-phases (plus up to half
 	// of it at random).
 	bbrProbeWait = 2 * time.Second
@@ -1422,6 +1427,7 @@ func (c *BBR) lower(now int64, r, bw float64, shared bool) {
 	}
 	c.lastMax = r
 	c.bwLo = max(bbrLossBeta*r, bbrLossFloor*c.peakBw)
+	c.cutLo = c.bwLo
 	rtt := float64(c.minRTT) / 1e9
 	c.cutK = math.Cbrt(max(c.cutMax-c.bwLo, 0) * rtt / cubicC)
 	c.cutTime, c.growAt, c.held = now, now, 0
@@ -1490,8 +1496,15 @@ func (c *BBR) growBwLo(now int64) {
 			c.bwLo += float64(now-c.growAt) / 1e9 / (rtt * rtt)
 		}
 	} else {
-		t := float64(now-c.cutTime)/1e9 - c.cutK
-		c.bwLo = max(c.bwLo, c.cutMax+cubicC*t*t*t/rtt)
+		// CUBIC's window, or its Reno-friendly estimate where that is
+		// larger (RFC 9438 §4.3): at short RTTs the cubic curve, whose
+		// clock is in seconds, is far slower than a packet per RTT. On
+		// loopback (minRTT 0.1 ms) it took K = 2.2 s to get back to
+		// the cut's rate, longer than the whole transfer.
+		el := float64(now-c.cutTime) / 1e9
+		t := el - c.cutK
+		est := c.cutLo + cubicAlpha*el/(rtt*rtt)
+		c.bwLo = max(c.bwLo, c.cutMax+cubicC*t*t*t/rtt, est)
 	}
 	c.growAt = now
 	if c.bwLo >= c.cutBw {

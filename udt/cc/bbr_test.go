@@ -786,3 +786,45 @@ func TestBBRSharedCutGrowsAsReno(t *testing.T) {
 		}
 	}
 }
+
+// At a short RTT bwLo grows at least as CUBIC's Reno-friendly estimate
+// (RFC 9438 §4.3), half a packet per RTT: the cubic curve's clock is in
+// seconds, and on loopback (minRTT 0.1 ms, the receiver's CPU the
+// bottleneck) a cut at 150 000 packets/s took K = 2.2 s to grow back,
+// longer than a whole GiB took, so one early cut decided the run's rate.
+func TestBBRBwLoRenoFriendlyAtShortRTT(t *testing.T) {
+	c := NewBBR(newFakeClock())
+	us := int64(time.Microsecond)
+	c.state, c.pacingGain = bbrProbeBW, 1
+	c.minRTT, c.srtt = 100*us, 110*us // no standing queue
+	c.bw, c.peakBw = 150_000, 150_000
+	now := int64(100 * time.Second)
+	c.lower(now, c.bw, c.bw, false)
+	if c.bwLo <= 0 || c.loShared {
+		t.Fatalf("rig: bwLo %.0f, shared %v; want a CUBIC-shaped cut", c.bwLo, c.loShared)
+	}
+	start := now
+	for now-start < int64(100*time.Millisecond) && c.bwLo > 0 {
+		now += c.minRTT
+		c.growBwLo(now)
+	}
+	if c.bwLo > 0 {
+		t.Errorf("bwLo %.0f packets/s 100 ms (1000 RTTs) after a cut from 150000; want it back at btlbw and lifted", c.bwLo)
+	}
+	// At 100 ms the estimate adds 53 packets/s a second, the cubic curve
+	// far more: the shape there is CUBIC's alone, as before.
+	c = NewBBR(newFakeClock())
+	ms := int64(time.Millisecond)
+	c.state, c.pacingGain = bbrProbeBW, 1
+	c.minRTT, c.srtt = 100*ms, 101*ms
+	c.bw, c.peakBw = 8000, 8000
+	c.lower(now, c.bw, c.bw, false)
+	for range 10 {
+		now += c.minRTT
+		c.growBwLo(now)
+	}
+	k := math.Cbrt(2400 * 0.1 / cubicC)
+	if want := 8000 + cubicC*math.Pow(1-k, 3)/0.1; math.Abs(c.bwLo-want) > 1 {
+		t.Errorf("100 ms RTT: bwLo %.0f 1 s after a cut from 8000 to 5600; want CUBIC's %.0f", c.bwLo, want)
+	}
+}
