@@ -105,8 +105,9 @@ func TestBBRInitialState(t *testing.T) {
 }
 
 // The first ACK gives the first delivery-rate sample: 16 packets in one
-// RTT. Startup then paces at 2.77 times that (stretched by 16/15 for the
-// engine's packet pairs) with a window of 2.89 BDP plus 40 ms.
+// RTT. Startup then paces at 2.77 times the larger of that and its floor
+// of 32 packets per RTT (stretched by 16/15 for the engine's packet
+// pairs) with a window of 2.89 times the larger BDP (plus 40 ms).
 func TestBBRFirstSample(t *testing.T) {
 	clk := newFakeClock()
 	c := NewBBR(clk)
@@ -124,11 +125,13 @@ func TestBBRFirstSample(t *testing.T) {
 	if !near(bw, 160) || rtt != 100*time.Millisecond {
 		t.Fatalf("model after the first ACK: bw %v, minRTT %v; want 160, 100ms", bw, rtt)
 	}
-	wantIv := time.Duration(math.Round(16.0 / 15 / (2.77 * 160) * 1e9))
+	// Startup's floor: 32 packets per minRTT (320 packets/s here), above
+	// the sample of 160.
+	wantIv := time.Duration(math.Round(16.0 / 15 / (2.77 * 320) * 1e9))
 	if got := c.PacketInterval(); got < wantIv-time.Microsecond || got > wantIv+time.Microsecond {
 		t.Errorf("PacketInterval = %v, want %v", got, wantIv)
 	}
-	if got, want := c.Window(), 2.89*16+160*0.04; !near(got, want) {
+	if got, want := c.Window(), 2.89*32; !near(got, want) {
 		t.Errorf("Window = %v, want %v", got, want)
 	}
 }
@@ -151,10 +154,10 @@ func TestBBRStartupAfterKeyExchange(t *testing.T) {
 		s.MaxSent = seqno.Dec(seq)
 		c.OnACK(seq, s)
 	}
-	floor := time.Duration(bbrPairFactor * 1e9 / (bbrStartupPacingGain * bbrInitialWindow / rtt.Seconds()))
+	floor := time.Duration(bbrPairFactor * 1e9 / (bbrStartupPacingGain * bbrStartupWindow / rtt.Seconds()))
 	iv := c.PacketInterval()
 	if iv <= 0 || iv > floor+time.Microsecond {
-		t.Fatalf("after the key exchange: PacketInterval %v, want (0, %v]: 16 packets per RTT at Startup's gain", iv, floor)
+		t.Fatalf("after the key exchange: PacketInterval %v, want (0, %v]: %d packets per RTT at Startup's gain", iv, floor, bbrStartupWindow)
 	}
 	// A round of bulk data whose ACK still reports a lower rate.
 	for range 16 {
@@ -562,8 +565,8 @@ func TestBBRDistrustsHugeRecvRate(t *testing.T) {
 	s.MaxSent = isn + 15
 	c.OnACK(isn+1, s)
 	_, bw0, _ := c.State()
-	if bw0 <= 0 || bw0 > 2.77*16/0.1*1.01 {
-		t.Fatalf("first sample: btlbw %v, want at most %v (16 packets in 100 ms, times 2.77)", bw0, 2.77*16/0.1)
+	if lim := 2.77 * bbrStartupWindow / 0.1; bw0 <= 0 || bw0 > lim*1.01 {
+		t.Fatalf("first sample: btlbw %v, want at most %v (Startup's %d packets in 100 ms, times 2.77)", bw0, lim, bbrStartupWindow)
 	}
 	// Ten more ACKs 10 ms apart in the same round, each claiming 10^6.
 	for i := int32(2); i <= 11; i++ {
