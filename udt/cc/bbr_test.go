@@ -831,3 +831,40 @@ func TestBBRBwLoRenoFriendlyAtShortRTT(t *testing.T) {
 		t.Errorf("100 ms RTT: bwLo %.0f 1 s after a cut from 8000 to 5600; want CUBIC's %.0f", c.bwLo, want)
 	}
 }
+
+// After an up-phase that overflowed the queue, the next comes 6-9 s later,
+// not 2-3 s: in the NAT lab's e each probe into the queue cost TCP CUBIC
+// beside us a cut, and it needs seconds to grow back (CUBIC's median
+// 16.4 Mbit/s with 2-3 s, 20.7 with 6-9 s; alone 95.4 and 95.7).
+func TestBBRProbeWaitAfterOverflow(t *testing.T) {
+	for seed := range int32(8) {
+		c := NewBBR(newFakeClock())
+		ms := int64(time.Millisecond)
+		c.rng = uint64(seed)<<32 | 0x9e3779b9
+		c.state, c.cycleIdx = bbrProbeBW, 0
+		c.minRTT, c.srtt = 100*ms, 101*ms
+		c.bw, c.peakBw = 1000, 1000
+		c.npRounds = bbrBgRounds
+		now := 100_000 * ms
+		c.startProbe(now)
+		c.cycleStart = now
+		c.pacingGain = bbrGainCycle[0]
+		c.probeSent = 400
+		for range 20 {
+			c.probeLoss(&bbrRecord{inflight: 130})
+		}
+		if !c.probeHit {
+			t.Fatalf("seed %d: rig: the probe's losses did not count", seed)
+		}
+		start := now
+		for now-start < 20_000*ms {
+			now += 10 * ms
+			if c.advanceCycle(now) && c.cycleIdx == 0 {
+				break
+			}
+		}
+		if gap := time.Duration(now - start); gap < 6*time.Second || gap > 9*time.Second+200*time.Millisecond {
+			t.Errorf("seed %d: next up-phase %v after one that overflowed the queue; want 6-9 s", seed, gap)
+		}
+	}
+}
