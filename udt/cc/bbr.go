@@ -108,8 +108,9 @@ import (
 // up-phase that overflowed the queue (below) the last 1 lasts until 6-9 s
 // (at random) after it: a probe into a full queue costs a loss-based flow
 // beside us a cut, and it needs seconds to grow back (BBRv2's 2-3 s left
-// TCP CUBIC 16 % of the NAT lab's e, 6-9 s 21 %; alone unchanged). The samples of the latest two up-phases (and the phase after
-// each) stay in btlbw until the next, as they may be further apart than
+// TCP CUBIC 16 % of the NAT lab's e, 6-9 s 21 %; alone unchanged). The
+// samples of the latest two up-phases (and the phase after each) stay in
+// btlbw until the next, as they may be further apart than
 // the filter's 10 rounds. A 1 phase paces at 0.97 while the smoothed RTT
 // shows a standing queue (below): btlbw a little above the link would
 // otherwise fill a shallow queue over such a cruise and overflow it. The
@@ -195,7 +196,7 @@ import (
 // app-limited packets, and pacing by them alone held the first round trips
 // to a packet every 24 ms. (From 16 packets per minRTT, 1 MB across the
 // NAT lab's c took 0.90 s after the key exchange, median of 5; from 32,
-// 0.70 s.)
+// 0.59 s.)
 //
 // Window is cwnd_gain × BDP + btlbw × 40 ms (ACKs come only every 10 ms,
 // and a hole adds the NAK hold and its repair), at least 4 packets, 16 in Startup
