@@ -1009,10 +1009,8 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 // second round trip ended Startup at 16 packets/s, and ProbeBW took half a
 // minute to grow from there.)
 func (c *BBR) measured() bool {
-	if c.state != bbrStartup || c.minRTT <= 0 {
-		return false
-	}
-	return c.bw >= bbrInitialWindow*1e9/float64(c.minRTT)
+	base := c.startupBase()
+	return base > 0 && c.bw >= base*bbrInitialWindow/bbrStartupWindow
 }
 
 // startupBase is, in Startup, bbrStartupWindow per minRTT (0 otherwise,
@@ -1748,10 +1746,8 @@ func (c *BBR) update() {
 		w = c.cwndGain*bdp + c.bw*bbrACKHeadroom.Seconds()
 	}
 	if c.state == bbrStartup {
-		w = max(w, bbrInitialWindow)
-		if c.minRTT > 0 {
-			w = max(w, c.cwndGain*bbrStartupWindow)
-		}
+		// (startupBase × minRTT is bbrStartupWindow once there is an RTT.)
+		w = max(w, bbrInitialWindow, c.cwndGain*c.startupBase()*float64(c.minRTT)/1e9)
 	}
 	c.modelCwnd = clampWindow(w)
 	if c.state == bbrProbeRTT {
