@@ -184,8 +184,8 @@ func (c *Conn) establish(sendISN, recvISN int32, mss, peerWindow int, peerID uin
 	go c.timerLoop()
 	if c.hs.mode != modeServer {
 		// Completes a libudt rendezvous peer still waiting at -1. A
-		// listener's child sends it after its response instead: a libudt
-		// client that sees a keep-alive before the response gives up.
+		// listener's child sends none: a libudt client that sees a
+		// keep-alive before the response gives up.
 		c.sendControl(wire.TypeKeepAlive, 0)
 	}
 	c.cfg.logf("udt: connected to %v (socket %d -> %d, mss %d, isn %d/%d)", c.peer.ap, c.id, peerID, mss, sendISN, recvISN)

@@ -176,8 +176,10 @@ func (l *Listener) handle(b []byte, from netip.AddrPort) {
 		if from.Addr().Is4() {
 			reply.SetPeerIPv4(from.Addr().As4())
 		}
+		// Nothing but this response goes to the client until it proves it
+		// is connected: a libudt client that lost the response gives up
+		// connecting on the first other packet it gets, keep-alive or data.
 		l.send(&reply, uint32(hs.SocketID), &to)
-		c.sendControl(wire.TypeKeepAlive, 0)
 	}
 }
 

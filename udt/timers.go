@@ -129,17 +129,25 @@ func (c *Conn) expiredEXP(now int64) bool {
 }
 
 // expiredKeepAlive keeps the peer (and any NAT on the way) from seeing
-// silence while we have nothing to send.
+// silence while we have nothing to send. A listener's child stays silent
+// until its client speaks (see expiredPeerReady).
 func (c *Conn) expiredKeepAlive(now int64) {
+	if c.hs.mode == modeServer && !c.snd.peerReadyHint() {
+		return
+	}
 	if now-c.lastSent.Load() >= int64(keepAliveIdle) {
 		c.sendControl(wire.TypeKeepAlive, 0)
 	}
 }
 
-// expiredPeerReady lets data flow after a grace period even if the peer
-// never proved it finished connecting; EXP recovers anything it dropped.
+// expiredPeerReady lets data flow after a grace period even if the
+// rendezvous peer never proved it finished connecting; EXP recovers
+// anything it dropped. A listener's child has no grace: its client may
+// still be retrying a request whose response was lost, and a libudt client
+// gives up on the first non-handshake packet. A connected client always
+// speaks first (its keep-alive, ACK or data), so the child waits for that.
 func (c *Conn) expiredPeerReady(now int64) {
-	if !c.snd.peerReadyHint() && now-c.connectedT >= int64(peerReadyGrace) {
+	if c.hs.mode != modeServer && !c.snd.peerReadyHint() && now-c.connectedT >= int64(peerReadyGrace) {
 		c.markPeerReady()
 	}
 }

@@ -234,7 +234,71 @@ func TestRendezvousLostKeepAlive(t *testing.T) {
 	}
 }
 
+// TestListenerLostResponse: a listener's answer to the client's second
+// handshake (its cookie echo) is lost. libudt as client then gives up
+// connecting on the first non-handshake packet it receives, so a p2pcat
+// listener must send nothing else until the client retries and connects;
+// a p2pcat client must retry and take the libudt listener's data after.
+// The sender listens; the receiver dials.
+func TestListenerLostResponse(t *testing.T) {
+	requireEnv(t)
+	for _, d := range directions {
+		t.Run(d.name, func(t *testing.T) {
+			var dropped atomic.Bool
+			drop := func(fromSender bool, p []byte) bool {
+				return fromSender && isControlType(p, 0) && len(p) >= 40 &&
+					int32(binary.BigEndian.Uint32(p[36:40])) == -1 && !dropped.Swap(true)
+			}
+			transfer{
+				plan:    plan{sender: d.sender, receiver: d.receiver, listener: sideSender, drop: drop},
+				src:     env.small,
+				timeout: loopbackTimeout(env.small.size, 0),
+			}.run(t)
+			if !dropped.Load() {
+				t.Fatal("the listener sent no handshake response to drop")
+			}
+		})
+	}
+}
+
+// TestLostShutdown: the end of a plain UDT4 stream is the sender's
+// Shutdown, a single unacknowledged packet. libudt sends one: when it is
+// lost, p2pcat --raw must not call the stream complete; it exits 4 ("the
+// peer stopped answering") with every byte written. p2pcat sends two, so a
+// libudt receiver still sees the end, at once, when the first is lost.
+func TestLostShutdown(t *testing.T) {
+	requireEnv(t)
+	for _, d := range directions {
+		t.Run(d.name, func(t *testing.T) {
+			var dropped atomic.Bool
+			drop := func(fromSender bool, p []byte) bool {
+				return fromSender && isControlType(p, 5) && !dropped.Swap(true)
+			}
+			tr := transfer{
+				plan: plan{sender: d.sender, receiver: d.receiver, rendezvous: true,
+					first: sideReceiver, drop: drop},
+				src:     env.small,
+				timeout: loopbackTimeout(env.small.size, 0) + 15*time.Second,
+			}
+			start := time.Now()
+			tr.run(t)
+			took := time.Since(start)
+			if !dropped.Load() {
+				t.Fatal("the sender sent no Shutdown to drop")
+			}
+			// p2pcat as sender: the second Shutdown ends libudt's receive
+			// at once instead of after its ~46 s dead-peer timeout.
+			if d.sender == p2pcatRaw && took > 20*time.Second {
+				t.Errorf("the run took %v: libudt did not see p2pcat's second Shutdown", took.Round(time.Second))
+			}
+		})
+	}
+}
+
 // isKeepAlive reports whether p is a UDT keep-alive (control type 1).
-func isKeepAlive(p []byte) bool {
-	return len(p) >= 16 && p[0]&0x80 != 0 && binary.BigEndian.Uint16(p[0:2])&0x7fff == 1
+func isKeepAlive(p []byte) bool { return isControlType(p, 1) }
+
+// isControlType reports whether p is a UDT control packet of type typ.
+func isControlType(p []byte, typ uint16) bool {
+	return len(p) >= 16 && p[0]&0x80 != 0 && binary.BigEndian.Uint16(p[0:2])&0x7fff == typ
 }
