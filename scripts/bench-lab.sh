@@ -47,7 +47,9 @@
 # process tree under `timeout` + `ip netns exec`). Retransmissions: p2pcat
 # = (payload bytes the sender put on the wire - new payload bytes the
 # receiver got) / sent, from `-v` (the sender also runs with
-# P2PCAT_TRACE=1, whose "sent N retx M" lines agree and stay in $WORK/snd.log, each run's copied to $WORK/res_SCENARIO_CONTENDER.runN.snd.log;
+# P2PCAT_TRACE=1, whose "sent N retx M" lines agree and stay in
+# $WORK/snd.log, each run's copied to $WORK/res_SCENARIO_CONTENDER.runN.snd.log,
+# and iperf3's JSON beside p2pcat to .runN.tcp.json;
 # --raw prints neither, so "?"); libudt = retrans/sent from
 # udtpeer's perfmon totals; TCP = iperf3 retransmits / (bytes sent / 1448).
 # Runs alternate the contenders' order; medians over RUNS; each scenario
@@ -497,6 +499,8 @@ one() {
       share=$(awk -v a="${rec#* mbps=}" -v b="${tcp_rec#* tmbps=}" 'BEGIN { a += 0; b += 0; if (a + b > 0) printf "%.3f", a / (a + b); else print "?" }')
       echo "  $(printf '%*s' ${#label} '') p2pcat share of the two: $share"
       echo "$rec$tcp_rec share=$share" >>"$res"
+      cp "$work/snd.log" "$res.run$i.snd.log" 2>/dev/null || true
+      cp "$work/tcp.json" "$res.run$i.tcp.json" 2>/dev/null || true
       ;;
     *)
       mode=fixed

@@ -141,27 +141,32 @@ import (
 //     an up-phase or of ProbeRTT), although we pace below btlbw then: not
 //     ours but a loss-based flow's, which fills any queue there is.
 //
-// Congestion within 4 minRTTs of our own rise (btlbw grew by 1 %, an
-// up-phase or ProbeRTT ended), or before two RTTs of cruising at 0.97
-// under a standing queue, is ours: btlbw was too high (the receiver's
-// figures can exceed the link), and the filter restarts from the rate
+// Congestion within 16 minRTTs of btlbw's rise by 1 % or 4 of the end of
+// an up-phase or ProbeRTT, or before two RTTs of cruising at 0.97 under a
+// standing queue, is ours: btlbw was too high (the receiver's figures can
+// exceed the link; alone in the NAT lab's e a rise of 2 % during a cruise
+// filled the queue and overflowed it 10 minRTTs later), and the filter
+// restarts from the rate
 // the ACKs delivered over two minRTTs (but from no less than 0.95 of
 // btlbw, nor than the floor below). Otherwise it is another flow's: the
 // rate limit bwLo drops to 0.7 (BBRv2's and CUBIC's beta) of the rate,
-// at least 0.45 of the largest btlbw since the model last restarted (so
-// that a flow that ignores loss, as BBRv1, cannot push us below that,
-// whatever the cuts' count), and losses of
-// packets sent before then cause no further cut (one per window, as TCP's
-// fast recovery). bwLo then grows as CUBIC's window: C(t-K)³ + W_max as a
-// rate (over minRTT), RFC 9438's C, fast convergence and Reno-friendly
-// region (0.53 packets per RTT where that is faster), its clock held
-// while a standing queue shows (the room is the other flow's; but for at
-// most K in all, as jitter can look like a standing queue for good), until
-// it is back at btlbw as of the first cut, when it is lifted. While it
-// holds, the sender paces at bwLo rather than btlbw (btlbw falls to what
-// it sends) and ProbeBW does not probe up: bwLo's growth is the probe, and
-// a loss-based flow beside us backs off and grows back much as it would
-// beside another CUBIC. State reports "(bw-lo)" meanwhile.
+// but a rate above half the largest btlbw since the model last restarted
+// to that half at once, and never below 0.45 of it (so that a flow that
+// ignores loss, as BBRv1, cannot push us below that, whatever the cuts'
+// count); losses of packets sent before then cause no further cut (one
+// per window, as TCP's fast recovery). bwLo then grows as CUBIC's window:
+// C(t-K)³ + W_max as a rate (over minRTT), RFC 9438's C and Reno-friendly
+// region (0.53 packets per RTT where that is faster), with fast
+// convergence on every cut (W_max 0.85 of the cut's rate: the plateau
+// leaves another flow room to grow into before the curve probes past);
+// or, on a shared link (below), by those 0.53 packets per RTT each RTT
+// alone: with the decrease of 0.7, RFC 9438's AIMD as fair to Reno.
+// Growth holds while a standing queue shows (the room is the other
+// flow's; but for at most K in all, as jitter can look like a standing
+// queue for good), until bwLo is back at btlbw as of the first cut, when
+// it is lifted. While it holds, the sender paces at bwLo rather than
+// btlbw (btlbw falls to what it sends) and ProbeBW does not probe up:
+// bwLo's growth is the probe. State reports "(bw-lo)" meanwhile.
 //
 // A shared link: linkBw is the largest btlbw an up-phase began from
 // (since the model last restarted; not within 10 rounds of Drain, while
@@ -172,11 +177,17 @@ import (
 // above) cuts too, from the btlbw it began with: a paced flow beside a
 // bursty TCP loses little when the queue overflows (the bursts take the
 // drops), so in the NAT lab beside CUBIC the losses of our probes were
-// the only ones that told, and CUBIC kept 9 % of the link. After such a
-// cut, or any cut from below 0.95 of linkBw, bwLo grows by a packet per
-// RTT (Reno) until it is lifted: CUBIC's curve took back 70 % of the cut
-// within 4 s, long before a TCP flow with a window of 100 packets could
-// grow into the room.
+// the only ones that told, and CUBIC kept 9 % of the link. The link is
+// taken as shared after such a cut, after any cut from below 0.95 of
+// linkBw, and after one within 20 s of the cut before: another flow that
+// keeps filling the queue. An isolated cut is cheap if it was a mistake
+// (alone, the NAT lab's jitter or a busy host can pass for another
+// flow's queue): the cubic curve is near the cut's rate within K. But
+// beside TCP CUBIC, which starts inside our Startup's overshoot, loses
+// there and grows again from a few packets, that curve took the room
+// back before CUBIC could grow into it, cut after cut, and CUBIC kept
+// 21 % of the NAT lab's e; cuts to the fair half growing as AIMD leave it
+// a third.
 //
 // ProbeRTT: when minRTT has not been refreshed for 10 s (a sample within
 // max(0.2 ms, minRTT/64) of it refreshes it too), the window drops to
@@ -335,15 +346,15 @@ type BBR struct {
 	peakBw      float64 // the largest btlbw (since the model last restarted)
 	standSince  int64   // since when cruising (at 0.97) has shown a standing queue, ns (0: not)
 	selfCuts    int     // congestion found self-inflicted
-	cutTime     int64   // when the latest cut happened, ns
+	cutTime     int64   // when the latest cut happened, ns (moved on while bwLo's clock is held)
+	lowerAt     int64   // when the latest cut happened, ns
 	cutMax      float64 // CUBIC's W_max after it, as a rate, packets/s
 	cutK        float64 // CUBIC's K, s
 	cutLo       float64 // bwLo right after the cut: the Reno-friendly estimate's start
-	lastMax     float64 // the rate at the cut before it (fast convergence)
+	loShared    bool    // a cut since bwLo was set was on a shared link: it grows as AIMD
 	cutBw       float64 // btlbw at the first cut since bwLo was lifted
 	growAt      int64   // when bwLo last grew, ns
 	held        int64   // how long bwLo's clock has been held since the cut, ns
-	loShared    bool    // a cut since bwLo was set was on a shared link: it grows as Reno
 	rttVar      int64   // Snapshot.RTTVar, ns
 
 	// ProbeRTT.
@@ -488,15 +499,22 @@ const (
 	bbrLossBeta = 0.7
 	// bbrLossFloor is the least share of btlbw such cuts go down to.
 	bbrLossFloor = 0.45
+	// bbrFairShare: another flow's congestion cuts a rate above this
+	// share of the largest btlbw down to it at once.
+	bbrFairShare = 0.5
 	// bbrCongestionExcess is the least loss fraction above the
 	// background that counts as congestion.
 	bbrCongestionExcess = 0.005
 	// bbrBgRounds: rounds of background before congestion loss counts.
 	bbrBgRounds = 8
-	// bbrSelfRounds and bbrBwRose: see cut.
+	// bbrSelfRounds, bbrRiseRounds and bbrBwRose: see cut.
 	bbrSelfRounds     = 4
+	bbrRiseRounds     = 16
 	bbrBwRose         = 1.01
 	bbrSelfCorrection = 0.95
+	// bbrSharedWithin: a cut this soon after the one before is on a
+	// shared link.
+	bbrSharedWithin = 20 * time.Second
 	// bbrSharedShare: a probe that begins below this share of linkBw
 	// is one on a shared link.
 	bbrSharedShare = 0.95
@@ -505,9 +523,10 @@ const (
 	bbrQueueRounds = 8
 	// cubicC is CUBIC's C (RFC 9438), packets/s³, for bwLo's growth.
 	cubicC = 0.4
-	// cubicAlpha is CUBIC's alpha (RFC 9438 §4.3, 3(1-beta)/(1+beta)):
-	// the Reno-friendly estimate's growth, packets per RTT.
-	cubicAlpha = 3 * (1 - bbrLossBeta) / (1 + bbrLossBeta)
+	// bbrAIMDAlpha is bwLo's growth, packets per RTT each RTT: RFC 9438
+	// §4.3's alpha_aimd, 3(1-beta)/(1+beta), with which an AIMD flow of
+	// decrease beta is as fair to Reno as Reno itself.
+	bbrAIMDAlpha = 3 * (1 - bbrLossBeta) / (1 + bbrLossBeta)
 	// bbrProbeWait is the least time between up-phases (plus up to half
 	// of it at random).
 	bbrProbeWait = 6 * time.Second
@@ -1391,57 +1410,67 @@ func (c *BBR) congestionLoss(now int64) {
 	c.cut(now)
 }
 
-// cut is the multiplicative decrease of congestion: bwLo to bbrLossBeta
-// of the rate (at least bbrLossFloor of btlbw at the episode's first cut).
-// But congestion that follows our own rise of the rate (btlbw grew, an
-// up-phase or ProbeRTT ended, within bbrSelfRounds minRTTs) is ours:
-// btlbw was too high (the receiver's figures can exceed the link), and
-// the filter restarts from what the ACKs delivered instead.
+// cut answers congestion: another flow's lowers bwLo (lower). But
+// congestion that follows our own rise of the rate (btlbw grew within
+// bbrRiseRounds minRTTs, an up-phase or ProbeRTT ended within
+// bbrSelfRounds), or comes before two RTTs of cruising under a standing
+// queue, is ours: btlbw was too high (the receiver's figures can exceed
+// the link), and the filter restarts from what the ACKs delivered
+// instead (selfCorrect).
 func (c *BBR) cut(now int64) {
 	recent := int64(bbrSelfRounds) * max(c.minRTT, c.srtt)
 	drained := c.standSince > 0 && now-c.standSince > 2*max(c.minRTT, c.srtt)
-	if c.bwLo <= 0 && (!drained || now-c.bwRoseAt < recent || now-c.probeAt < recent || now-c.probeRTTOut < recent) {
-		if d, _, ok := c.deliveryRates(now); ok && d > 0 && d < c.bw {
-			// A correction, not a cut: at most bbrSelfCorrection of
-			// btlbw, never below the cuts' floor.
-			d = max(d, bbrSelfCorrection*c.bw, bbrLossFloor*c.peakBw)
-			c.restartFilter(d)
-			c.linkBw = min(c.linkBw, d) // it was too high as well
-		}
-		c.selfCuts++
-		c.cutAt = now
-		c.cutRound = true
-		c.npLost = 0
-		c.queueSince = 0
-		c.update()
+	if c.bwLo <= 0 && (!drained || now-c.bwRoseAt < int64(bbrRiseRounds)*max(c.minRTT, c.srtt) || now-c.probeAt < recent || now-c.probeRTTOut < recent) {
+		c.selfCorrect(now)
 		return
 	}
 	c.lower(now, c.rateBw(), c.bw, false)
 }
 
+// selfCorrect answers congestion found to be ours: btlbw was too high,
+// and the filter restarts from what the ACKs delivered over two minRTTs
+// (a correction, not a cut: at most bbrSelfCorrection of btlbw, never
+// below the cuts' floor).
+func (c *BBR) selfCorrect(now int64) {
+	if d, _, ok := c.deliveryRates(now); ok && d > 0 && d < c.bw {
+		d = max(d, bbrSelfCorrection*c.bw, bbrLossFloor*c.peakBw)
+		c.restartFilter(d)
+		c.linkBw = min(c.linkBw, d) // it was too high as well
+	}
+	c.selfCuts++
+	c.cutAt = now
+	c.cutRound = true
+	c.npLost = 0
+	c.queueSince = 0
+	c.update()
+}
+
 // lower is the multiplicative decrease for another flow's congestion:
-// bwLo to bbrLossBeta of the rate r (at least bbrLossFloor of peakBw),
-// growing back until it reaches bw (btlbw at the episode's first cut): as
-// CUBIC's window, or as Reno's once a cut of the episode was on a shared
-// link (a shared probe's, or any from below bbrSharedShare of linkBw).
+// bwLo to bbrLossBeta of the rate r, but a rate above bbrFairShare of
+// peakBw to that share at once, and never below bbrLossFloor of it. It
+// grows back (growBwLo) until it reaches bw, btlbw at the episode's first
+// cut: as CUBIC's window, or as an AIMD flow fair to Reno once a cut of
+// the episode was on a shared link (a shared probe's, one from below
+// bbrSharedShare of linkBw, or one within bbrSharedWithin of the cut
+// before).
 func (c *BBR) lower(now int64, r, bw float64, shared bool) {
 	if c.bwLo <= 0 {
 		c.cutBw = bw
 		c.loShared = false
 	}
-	c.cutMax = r
-	if r < c.lastMax {
-		c.cutMax = r * (1 + bbrLossBeta) / 2 // fast convergence
-	}
-	c.lastMax = r
-	c.bwLo = max(bbrLossBeta*r, bbrLossFloor*c.peakBw)
+	// Fast convergence (RFC 9438 §4.7) on every cut, not only below the
+	// cut before: CUBIC's curve plateaus at 0.85 of the cut's rate and
+	// leaves the other flow room to grow into before it probes past it.
+	c.cutMax = r * (1 + bbrLossBeta) / 2
+	c.bwLo = max(min(bbrLossBeta*r, bbrFairShare*c.peakBw), bbrLossFloor*c.peakBw)
 	c.cutLo = c.bwLo
 	rtt := float64(c.minRTT) / 1e9
 	c.cutK = math.Cbrt(max(c.cutMax-c.bwLo, 0) * rtt / cubicC)
-	c.cutTime, c.growAt, c.held = now, now, 0
 	// (Judged by btlbw at the episode's first cut: paced at bwLo, btlbw
 	// falls below linkBw whoever else is there.)
-	c.loShared = c.loShared || shared || c.belowLink(c.cutBw)
+	again := c.cuts > 0 && now-c.lowerAt < int64(bbrSharedWithin)
+	c.loShared = c.loShared || shared || again || c.belowLink(c.cutBw)
+	c.cutTime, c.lowerAt, c.growAt, c.held = now, now, now, 0
 	c.cutAt = now
 	c.cutRound = true
 	c.npLost = 0
@@ -1476,9 +1505,10 @@ func (c *BBR) watchQueue(now int64) {
 	}
 }
 
-// growBwLo raises the rate limit after a cut as CUBIC raises its window:
-// W(t) = C(t-K)^3 + W_max, as a rate (W/minRTT), and lifts it once it
-// reaches btlbw.
+// growBwLo raises the rate limit after a cut as CUBIC raises its window,
+// W(t) = C(t-K)^3 + W_max as a rate (W/minRTT), or at least as its
+// Reno-friendly estimate; on a shared link by bbrAIMDAlpha packets per
+// RTT each RTT alone. It lifts the limit once it reaches btlbw.
 func (c *BBR) growBwLo(now int64) {
 	if c.bwLo <= 0 || c.minRTT <= 0 {
 		return
@@ -1496,12 +1526,12 @@ func (c *BBR) growBwLo(now int64) {
 	}
 	rtt := float64(c.minRTT) / 1e9
 	if c.loShared {
-		// Another flow shares the link (a probe from clearly below
-		// it overflowed the queue): grow by a packet per RTT, as Reno. CUBIC's curve
-		// took back what the cut gave up within a few seconds, before
-		// a TCP flow's far smaller window could grow into it.
+		// Another flow shares the link: grow as an AIMD flow with
+		// bbrLossBeta's decrease that is as fair to Reno as Reno (RFC
+		// 9438 §4.3). CUBIC's curve took the room back within K, before
+		// the TCP flow beside us could grow into it.
 		if !hold {
-			c.bwLo += float64(now-c.growAt) / 1e9 / (rtt * rtt)
+			c.bwLo += bbrAIMDAlpha * float64(now-c.growAt) / 1e9 / (rtt * rtt)
 		}
 	} else {
 		// CUBIC's window, or its Reno-friendly estimate where that is
@@ -1511,7 +1541,7 @@ func (c *BBR) growBwLo(now int64) {
 		// the cut's rate, longer than the whole transfer.
 		el := float64(now-c.cutTime) / 1e9
 		t := el - c.cutK
-		est := c.cutLo + cubicAlpha*el/(rtt*rtt)
+		est := c.cutLo + bbrAIMDAlpha*el/(rtt*rtt)
 		c.bwLo = max(c.bwLo, c.cutMax+cubicC*t*t*t/rtt, est)
 	}
 	c.growAt = now
