@@ -346,10 +346,11 @@ func shallowLink(d time.Duration, seed uint64) simConfig {
 // One UDT flow beside one TCP CUBIC flow on scenario e's link for 60 s. A
 // BBRv1-like sender, which ignores loss, starves CUBIC in a queue this
 // shallow (about 6 % of the link). The bar is a third of the link
-// for each flow; this controller gets CUBIC to roughly a quarter to a
-// third (slowly: CUBIC grows back slowly from the cuts of our Startup and
-// first probes), so the test asserts what is met, BBR at least a third
-// and CUBIC at least a fifth, and logs the rest.
+// for each flow. This model's CUBIC starts larger than Linux's did in the
+// NAT lab (where it lost in our Startup's overshoot at a window of ~10
+// and took 20 s to grow back), so it passes more easily than the lab:
+// 36-39 % with cuts to 0.7 growing on CUBIC's curve, 39-43 % with cuts to
+// the fair half and AIMD growth on a shared link (the lab: 21 % and 34 %).
 func TestSimBesideCubic(t *testing.T) {
 	for _, seed := range []uint64{1, 2} {
 		cfg := shallowLink(60*time.Second, seed)
@@ -360,8 +361,8 @@ func TestSimBesideCubic(t *testing.T) {
 		t.Logf("seed %d: bbr %.1f%% of the link (retransmitted %.2f%%, overflow %.2f%%), cubic %.1f%% (retransmitted %.2f%%, %d reductions, %d timeouts)",
 			seed, 100*udt, 100*float64(r.retrans)/float64(max(r.sent, 1)), 100*float64(r.overflow)/float64(max(r.sent, 1)),
 			100*tcp, 100*float64(r.tcp.retrans)/float64(max(r.tcp.sent, 1)), r.tcp.events, r.tcp.timeouts)
-		if udt < 1.0/3 || tcp < 0.2 {
-			t.Errorf("seed %d: bbr %.1f%%, cubic %.1f%% of the link, want >= 33.3%% and >= 20%%", seed, 100*udt, 100*tcp)
+		if udt < 1.0/3 || tcp < 1.0/3 {
+			t.Errorf("seed %d: bbr %.1f%%, cubic %.1f%% of the link, want each >= 33.3%%", seed, 100*udt, 100*tcp)
 		}
 	}
 }
