@@ -67,8 +67,13 @@ func CheckTokens(own, peer Token) error {
 // nomination. Who controls is decided like ICE's tie-breaker: every
 // message carries its sender's random nonce, and the larger nonce leads.
 // (Addresses would not do: with a bare-address PEER the two sides may
-// name the same socket differently.) Probes are authenticated with the
-// tokens' secrets.
+// name the same socket differently.) Only an answer that echoes our own
+// nonce decides it, and only a nomination carrying that answer's nonce is
+// taken: a probe can be a late one from the peer's previous attempt, with
+// its previous nonce, and two sides each compared with the other's stale
+// nonce could both lead (seen in the NAT lab: both then opened the
+// encrypted handshake as initiator, and both failed it). Probes are
+// authenticated with the tokens' secrets.
 func Punch(ctx context.Context, s *Socket, cfg Config) (Path, error) {
 	if cfg.Window <= 0 {
 		cfg.Window = 8 * time.Second
@@ -89,7 +94,9 @@ func Punch(ctx context.Context, s *Socket, cfg Config) (Path, error) {
 	var nb [8]byte
 	_, _ = rand.Read(nb[:])
 	nonce := binary.BigEndian.Uint64(nb[:])
-	controlling, decided := false, false
+	controlling, decided := false, false // decided: the peer's current nonce is known
+	heard := false                       // any probe from the peer arrived
+	var peerNonce uint64
 	own, peer, havePeer := cfg.Own.Secret, cfg.Peer.Secret, cfg.Peer.HasSecret
 
 	candidates := cfg.Peer.Candidates()
@@ -134,7 +141,7 @@ func Punch(ctx context.Context, s *Socket, cfg Config) (Path, error) {
 				return Path{Peer: verified, Kind: kind(verified), Authenticated: verifiedAuth, Controlling: true}, nil
 			}
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				if !decided {
+				if !heard {
 					return Path{}, ErrNoPeer
 				}
 				return Path{}, ErrNoPath
@@ -152,8 +159,10 @@ func Punch(ctx context.Context, s *Socket, cfg Config) (Path, error) {
 				continue
 			}
 			authed := auth == authSecret
-			if !decided && m.nonce != nonce {
-				controlling, decided = nonce > m.nonce, true
+			heard = true
+			if !decided && m.typ == msgAck && m.echo == nonce && m.nonce != nonce {
+				// It saw our probe of this attempt: its nonce is current.
+				controlling, decided, peerNonce = nonce > m.nonce, true, m.nonce
 				logf("punch: %s", map[bool]string{true: "we lead", false: "the peer leads"}[controlling])
 			}
 			known := false
@@ -177,8 +186,10 @@ func Punch(ctx context.Context, s *Socket, cfg Config) (Path, error) {
 					round()
 				}
 			case msgNominate:
-				if controlling {
-					continue // both think they lead: cannot happen with equal inputs
+				if !decided || controlling || m.nonce != peerNonce {
+					// Not yet known to be current (it nominates again), or
+					// from an earlier attempt.
+					continue
 				}
 				for i := 0; i < 3; i++ {
 					send(msgNominateAck, m.nonce, d.From)

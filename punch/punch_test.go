@@ -222,3 +222,27 @@ func FuzzParseProbe(f *testing.F) {
 		}
 	})
 }
+
+// A probe late from the peer's previous attempt carries its previous
+// nonce. Both sides must still agree on who leads: in the NAT lab (3 %
+// loss, an attempt that failed) each side compared its new nonce with
+// the other's stale one, both led, and both then opened the encrypted
+// handshake as initiator and failed it. Here a stale probe with nonce 0
+// from each peer waits in both sockets before punching starts.
+func TestPunchStaleProbeDoesNotDecideLead(t *testing.T) {
+	sa, sb := loopbackSocket(t), loopbackSocket(t)
+	ta, tb := tokenFor(sa, true), tokenFor(sb, true)
+	stale := func(from *Socket, own, peer Token, to netip.AddrPort) {
+		b := appendProbe(nil, probeMsg{typ: msgProbe, nonce: 0}, own.Secret, peer.Secret, true)
+		if err := from.WriteTo(b, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stale(sb, tb, ta, sa.LocalAddr())
+	stale(sa, ta, tb, sb.LocalAddr())
+	time.Sleep(50 * time.Millisecond)
+	pa, pb := punchPair(t, sa, sb, ta, tb, tb, ta)
+	if pa.Controlling == pb.Controlling {
+		t.Fatalf("both sides controlling=%v after a stale probe", pa.Controlling)
+	}
+}
