@@ -132,7 +132,7 @@ func (c *Conn) expiredEXP(now int64) bool {
 // silence while we have nothing to send. A listener's child stays silent
 // until its client speaks (see expiredPeerReady).
 func (c *Conn) expiredKeepAlive(now int64) {
-	if c.hs.mode == modeServer && !c.snd.peerReadyHint() {
+	if c.awaitingClient() {
 		return
 	}
 	if now-c.lastSent.Load() >= int64(keepAliveIdle) {
@@ -150,4 +150,11 @@ func (c *Conn) expiredPeerReady(now int64) {
 	if c.hs.mode != modeServer && !c.snd.peerReadyHint() && now-c.connectedT >= int64(peerReadyGrace) {
 		c.markPeerReady()
 	}
+}
+
+// awaitingClient reports whether we are a listener's child whose client
+// has not yet shown it is connected: until then only the listener's
+// handshake response may reach it.
+func (c *Conn) awaitingClient() bool {
+	return c.hs.mode == modeServer && !c.snd.peerReadyHint()
 }

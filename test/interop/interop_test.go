@@ -214,13 +214,9 @@ func TestRendezvousLostKeepAlive(t *testing.T) {
 	for _, d := range directions {
 		t.Run(d.name, func(t *testing.T) {
 			fromP2pcat := d.p2pcatSide() == sideSender
-			var dropped atomic.Bool
-			drop := func(fromSender bool, p []byte) bool {
-				if fromSender != fromP2pcat || !isKeepAlive(p) {
-					return false
-				}
-				return !dropped.Swap(true)
-			}
+			drop, dropped := dropFirst(func(fromSender bool, p []byte) bool {
+				return fromSender == fromP2pcat && isKeepAlive(p)
+			})
 			transfer{
 				plan: plan{sender: d.sender, receiver: d.receiver, rendezvous: true,
 					first: d.p2pcatSide(), gap: 500 * time.Millisecond, drop: drop},
@@ -244,11 +240,9 @@ func TestListenerLostResponse(t *testing.T) {
 	requireEnv(t)
 	for _, d := range directions {
 		t.Run(d.name, func(t *testing.T) {
-			var dropped atomic.Bool
-			drop := func(fromSender bool, p []byte) bool {
-				return fromSender && isControlType(p, 0) && len(p) >= 40 &&
-					int32(binary.BigEndian.Uint32(p[36:40])) == -1 && !dropped.Swap(true)
-			}
+			drop, dropped := dropFirst(func(fromSender bool, p []byte) bool {
+				return fromSender && isHandshake(p, -1)
+			})
 			transfer{
 				plan:    plan{sender: d.sender, receiver: d.receiver, listener: sideSender, drop: drop},
 				src:     env.small,
@@ -270,10 +264,9 @@ func TestLostShutdown(t *testing.T) {
 	requireEnv(t)
 	for _, d := range directions {
 		t.Run(d.name, func(t *testing.T) {
-			var dropped atomic.Bool
-			drop := func(fromSender bool, p []byte) bool {
-				return fromSender && isControlType(p, 5) && !dropped.Swap(true)
-			}
+			drop, dropped := dropFirst(func(fromSender bool, p []byte) bool {
+				return fromSender && isControlType(p, 5)
+			})
 			tr := transfer{
 				plan: plan{sender: d.sender, receiver: d.receiver, rendezvous: true,
 					first: sideReceiver, drop: drop},
@@ -293,6 +286,21 @@ func TestLostShutdown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dropFirst returns an in-process relay filter that drops the first
+// datagram match picks, and the flag that says it did.
+func dropFirst(match func(fromSender bool, p []byte) bool) (func(bool, []byte) bool, *atomic.Bool) {
+	dropped := new(atomic.Bool)
+	return func(fromSender bool, p []byte) bool {
+		return match(fromSender, p) && !dropped.Swap(true)
+	}, dropped
+}
+
+// isHandshake reports whether p is a UDT handshake of request type req
+// (the body's sixth field, after the 16-byte header).
+func isHandshake(p []byte, req int32) bool {
+	return isControlType(p, 0) && len(p) >= 40 && int32(binary.BigEndian.Uint32(p[36:40])) == req
 }
 
 // isKeepAlive reports whether p is a UDT keep-alive (control type 1).
