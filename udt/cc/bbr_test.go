@@ -860,6 +860,34 @@ func TestBBRCongestionAfterRiseIsOurs(t *testing.T) {
 	}
 }
 
+// Congestion while cruising at 0.97 of a btlbw that is still above linkBw
+// is ours: in the NAT lab's d (300 Mbit/s, a queue of 4 ms) btlbw sat 5 %
+// above the linkBw a self-correction had left, the cruise overflowed the
+// queue, and the cut to the fair half cost a tenth of a 1 GiB run. Below
+// linkBw, as beside another flow, it is a cut.
+func TestBBRCongestionAboveLinkIsOurs(t *testing.T) {
+	for _, tc := range []struct {
+		bw  float64
+		cut bool
+	}{{25290, false}, {24000, true}} {
+		c := NewBBR(newFakeClock())
+		ms := int64(time.Millisecond)
+		c.state, c.pacingGain = bbrProbeBW, 1
+		c.minRTT, c.srtt = 100*ms, 105*ms
+		c.bw, c.peakBw, c.linkBw = tc.bw, 25600, 24066
+		now := 100_000 * ms
+		c.probeAt, c.probeRTTOut, c.bwRoseAt = 1, 1, 1
+		c.standSince = now - 1000*ms // cruising under a standing queue for a second
+		c.cut(now)
+		if got := c.bwLo > 0; got != tc.cut || got == (c.selfCuts == 1) {
+			t.Errorf("congestion at btlbw %.0f, linkBw 24066: bwLo %.0f, self-corrections %d; want a cut %v", tc.bw, c.bwLo, c.selfCuts, tc.cut)
+		}
+		if !tc.cut && c.linkBw > tc.bw {
+			t.Errorf("self-correction at btlbw %.0f left linkBw %.0f above it", tc.bw, c.linkBw)
+		}
+	}
+}
+
 // At a short RTT bwLo grows at least as CUBIC's Reno-friendly estimate
 // (RFC 9438 §4.3), half a packet per RTT: the cubic curve's clock is in
 // seconds, and on loopback (minRTT 0.1 ms, the receiver's CPU the
