@@ -6,8 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +21,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/p2pcat/p2pcat/test/internal/suite"
 )
 
 // ---- peers -------------------------------------------------------------
@@ -547,7 +547,7 @@ func (tr transfer) run(t *testing.T) float64 {
 		defer w.filter.stop()
 	}
 
-	in, err := os.Open(tr.src.path)
+	in, err := os.Open(tr.src.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -607,19 +607,19 @@ func (tr transfer) run(t *testing.T) float64 {
 		got = fi.Size()
 	}
 	mbps := float64(got) / elapsed.Seconds() / 1e6
-	if got == tr.src.size {
-		mbps = float64(tr.src.size) / elapsed.Seconds() / 1e6
+	if got == tr.src.Size {
+		mbps = float64(tr.src.Size) / elapsed.Seconds() / 1e6
 	}
 	note := fmt.Sprintf("%s reports %s MB/s, %s reports %s MB/s; cpu sender %.2fs receiver %.2fs",
 		snd.name, snd.reportedRate(), rcv.name, rcv.reportedRate(), snd.cpu().Seconds(), rcv.cpu().Seconds())
 
 	var problems []string
 	exact := false
-	if sum, err := fileSHA256(outPath); err != nil {
+	if sum, _, err := suite.FileSHA256(outPath); err != nil {
 		problems = append(problems, err.Error())
-	} else if sum != tr.src.sum {
+	} else if sum != tr.src.Sum {
 		problems = append(problems, fmt.Sprintf("received %d bytes with sha256 %s, want %d bytes with %s%s",
-			got, sum, tr.src.size, tr.src.sum, firstDiff(tr.src.path, outPath)))
+			got, sum, tr.src.Size, tr.src.Sum, firstDiff(tr.src.Path, outPath)))
 	} else {
 		exact = true
 	}
@@ -636,14 +636,14 @@ func (tr transfer) run(t *testing.T) float64 {
 	}
 	if ctx.Err() != nil {
 		problems = append(problems, fmt.Sprintf("run cut at its deadline of %v after %d of %d bytes (%.1f MB/s so far)",
-			tr.timeout, got, tr.src.size, mbps))
+			tr.timeout, got, tr.src.Size, mbps))
 	}
 	if len(problems) == 0 && tr.floor > 0 && mbps < tr.floor {
 		problems = append(problems, fmt.Sprintf("%.1f MB/s is below the floor of %.0f MB/s", mbps, tr.floor))
 	}
 
 	t.Logf("%d MiB in %.2fs = %.1f MB/s (wall, second start -> receiver exit); %s",
-		tr.src.size>>20, elapsed.Seconds(), mbps, note)
+		tr.src.Size>>20, elapsed.Seconds(), mbps, note)
 	if relay != nil {
 		for _, l := range strings.Split(relay.stderr(), "\n") {
 			if strings.Contains(l, "received=") {
@@ -759,19 +759,6 @@ func (f *filterRelay) stop() {
 	f.ca.Close()
 	f.cb.Close()
 	f.wg.Wait()
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // firstDiff says where two files first differ, for a failure message.

@@ -55,7 +55,7 @@ func TestLoopbackClientServer(t *testing.T) {
 				transfer{
 					plan:    plan{sender: d.sender, receiver: d.receiver, listener: listener},
 					src:     env.big,
-					timeout: loopbackTimeout(env.big.size, 0),
+					timeout: loopbackTimeout(env.big.Size, 0),
 					floor:   minLoopbackMBps,
 					speeds:  speeds,
 				}.run(t)
@@ -90,7 +90,7 @@ func TestLoopbackRendezvous(t *testing.T) {
 					plan: plan{sender: d.sender, receiver: d.receiver, rendezvous: true,
 						first: s.first, gap: s.gap},
 					src:     env.big,
-					timeout: loopbackTimeout(env.big.size, s.gap),
+					timeout: loopbackTimeout(env.big.Size, s.gap),
 					floor:   minLoopbackMBps,
 					speeds:  speeds,
 				}.run(t)
@@ -158,7 +158,7 @@ func TestP2pcatRendezvous(t *testing.T) {
 				plan: plan{sender: p2pcatOwn, receiver: p2pcatOwn, rendezvous: true,
 					first: first, gap: gap},
 				src:     env.small,
-				timeout: loopbackTimeout(env.small.size, gap),
+				timeout: loopbackTimeout(env.small.Size, gap),
 				floor:   minLoopbackMBps,
 				speeds:  speeds,
 			}.run(t)
@@ -221,7 +221,7 @@ func TestRendezvousLostKeepAlive(t *testing.T) {
 				plan: plan{sender: d.sender, receiver: d.receiver, rendezvous: true,
 					first: d.p2pcatSide(), gap: 500 * time.Millisecond, drop: drop},
 				src:     env.small,
-				timeout: loopbackTimeout(env.small.size, 500*time.Millisecond),
+				timeout: loopbackTimeout(env.small.Size, 500*time.Millisecond),
 			}.run(t)
 			if !dropped.Load() {
 				t.Errorf("p2pcat sent no keep-alive to drop")
@@ -246,7 +246,7 @@ func TestListenerLostResponse(t *testing.T) {
 			transfer{
 				plan:    plan{sender: d.sender, receiver: d.receiver, listener: sideSender, drop: drop},
 				src:     env.small,
-				timeout: loopbackTimeout(env.small.size, 0),
+				timeout: loopbackTimeout(env.small.Size, 0),
 			}.run(t)
 			if !dropped.Load() {
 				t.Fatal("the listener sent no handshake response to drop")
@@ -271,7 +271,7 @@ func TestLostShutdown(t *testing.T) {
 				plan: plan{sender: d.sender, receiver: d.receiver, rendezvous: true,
 					first: sideReceiver, drop: drop},
 				src:     env.small,
-				timeout: loopbackTimeout(env.small.size, 0) + 15*time.Second,
+				timeout: loopbackTimeout(env.small.Size, 0) + 15*time.Second,
 			}
 			start := time.Now()
 			tr.run(t)

@@ -3,19 +3,14 @@
 package interop
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/p2pcat/p2pcat/test/internal/suite"
 )
 
 // Knobs of the suite. The floor is what "no run may crawl" means on
@@ -60,12 +55,7 @@ var env struct {
 	small    *dataFile
 }
 
-// dataFile is a source file of random bytes with its digest.
-type dataFile struct {
-	path string
-	size int64
-	sum  string // hex sha256
-}
+type dataFile = suite.DataFile
 
 func TestMain(m *testing.M) {
 	code, err := setup()
@@ -115,19 +105,19 @@ func setup() (int, error) {
 		env.p2pcat = p
 	default:
 		env.p2pcat = filepath.Join(dir, "p2pcat")
-		if err := buildP2pcat(env.p2pcat); err != nil {
+		if err := suite.BuildP2pcat("interop", env.p2pcat); err != nil {
 			return 1, err
 		}
 	}
 
-	bigMiB := envInt("P2PCAT_INTEROP_MIB", defaultBigMiB)
-	smallMiB := envInt("P2PCAT_INTEROP_SMALL_MIB", defaultSmallMiB)
+	bigMiB := suite.EnvInt("interop", "P2PCAT_INTEROP_MIB", defaultBigMiB)
+	smallMiB := suite.EnvInt("interop", "P2PCAT_INTEROP_SMALL_MIB", defaultSmallMiB)
 	t0 := time.Now()
-	env.big, err = writeRandom(filepath.Join(dir, "big.bin"), int64(bigMiB)<<20, 1)
+	env.big, err = suite.WriteRandom(filepath.Join(dir, "big.bin"), int64(bigMiB)<<20, 1)
 	if err != nil {
 		return 1, err
 	}
-	env.small, err = writeRandom(filepath.Join(dir, "small.bin"), int64(smallMiB)<<20, 2)
+	env.small, err = suite.WriteRandom(filepath.Join(dir, "small.bin"), int64(smallMiB)<<20, 2)
 	if err != nil {
 		return 1, err
 	}
@@ -136,91 +126,10 @@ func setup() (int, error) {
 	return 0, nil
 }
 
-func envInt(name string, def int) int {
-	if s := os.Getenv(name); s != "" {
-		if n, err := strconv.Atoi(s); err == nil && n > 0 {
-			return n
-		}
-		fmt.Fprintf(os.Stderr, "interop: ignoring %s=%q (want a positive integer)\n", name, s)
-	}
-	return def
-}
-
 // makeWorkDir picks tmpfs when it has room for the source files and one
 // received copy of the big file, so that disk speed never limits a run.
 func makeWorkDir() (string, error) {
-	parent := os.Getenv("P2PCAT_INTEROP_WORKDIR")
-	if parent == "" && freeBytes("/dev/shm") > 2<<30 {
-		parent = "/dev/shm"
-	}
-	return os.MkdirTemp(parent, "p2pcat-interop-")
-}
-
-// buildP2pcat builds the module's main package, found by walking up from
-// the test's directory to go.mod.
-func buildP2pcat(out string) error {
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
-	t0 := time.Now()
-	cmd := exec.Command("go", "build", "-o", out, "github.com/p2pcat/p2pcat")
-	cmd.Dir = root
-	cmd.Stdout = os.Stderr
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build p2pcat in %s: %w", root, err)
-	}
-	fmt.Fprintf(os.Stderr, "interop: built %s in %.1fs\n", out, time.Since(t0).Seconds())
-	return nil
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
-
-// writeRandom writes size pseudo-random bytes (ChaCha8, fixed seed: fast
-// and incompressible) and returns the file's digest.
-func writeRandom(path string, size int64, seed byte) (*dataFile, error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var key [32]byte
-	key[0] = seed
-	rng := rand.NewChaCha8(key)
-	h := sha256.New()
-	w := io.MultiWriter(f, h)
-	buf := make([]byte, 1<<20)
-	for left := size; left > 0; {
-		n := int64(len(buf))
-		if left < n {
-			n = left
-		}
-		rng.Read(buf[:n])
-		if _, err := w.Write(buf[:n]); err != nil {
-			return nil, err
-		}
-		left -= n
-	}
-	if err := f.Close(); err != nil {
-		return nil, err
-	}
-	return &dataFile{path: path, size: size, sum: hex.EncodeToString(h.Sum(nil))}, nil
+	return suite.WorkDir("P2PCAT_INTEROP_WORKDIR", "p2pcat-interop-", 2<<30)
 }
 
 // requireEnv skips the test when the oracle is not configured.

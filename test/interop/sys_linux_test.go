@@ -47,12 +47,3 @@ func udpBound(port int) (bound, ok bool) {
 	}
 	return false, ok
 }
-
-// freeBytes is the space available to us on the filesystem holding path.
-func freeBytes(path string) uint64 {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(path, &st); err != nil {
-		return 0
-	}
-	return st.Bavail * uint64(st.Bsize)
-}

@@ -10,5 +10,3 @@ import "os/exec"
 func setProcAttr(*exec.Cmd) {}
 
 func udpBound(int) (bound, ok bool) { return false, false }
-
-func freeBytes(string) uint64 { return 0 }

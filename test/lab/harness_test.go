@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/p2pcat/p2pcat/test/internal/suite"
 )
 
 // ---- the lab -------------------------------------------------------------
@@ -485,7 +487,7 @@ func (m meeting) run(t *testing.T) *meetRun {
 		a = append(a, ps.extra...)
 		return append(a, "@"+peerPath)
 	}
-	in, err := os.Open(m.src.path)
+	in, err := os.Open(m.src.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -572,12 +574,12 @@ func (m meeting) run(t *testing.T) *meetRun {
 				r.fail("%s never printed \"connected to ... after both tokens were known\"", s.proc.name)
 			}
 		}
-		sum, n, err := fileSHA256(r.outPath)
+		sum, n, err := suite.FileSHA256(r.outPath)
 		switch {
 		case err != nil:
 			r.fail("%v", err)
-		case sum != m.src.sum:
-			r.fail("received %d bytes with sha256 %s, want %d bytes with %s", n, sum, m.src.size, m.src.sum)
+		case sum != m.src.Sum:
+			r.fail("received %d bytes with sha256 %s, want %d bytes with %s", n, sum, m.src.Size, m.src.Sum)
 		}
 	}
 	if ctx.Err() != nil {
@@ -585,11 +587,11 @@ func (m meeting) run(t *testing.T) *meetRun {
 		if fi, err := os.Stat(r.outPath); err == nil {
 			got = fi.Size()
 		}
-		msg := fmt.Sprintf("run cut at its deadline of %v with %d of %d bytes received", m.timeout+m.bAfter, got, m.src.size)
+		msg := fmt.Sprintf("run cut at its deadline of %v with %d of %d bytes received", m.timeout+m.bAfter, got, m.src.Size)
 		if !r.B.connAt.IsZero() {
 			secs := time.Since(r.B.connAt).Seconds()
 			msg += fmt.Sprintf(" (%.2f MB/s over the %.0fs since B connected)", float64(got)/secs/1e6, secs)
-			r.note = fmt.Sprintf("cut: %.1f of %.1f MB in %.0fs", float64(got)/1e6, float64(m.src.size)/1e6, secs)
+			r.note = fmt.Sprintf("cut: %.1f of %.1f MB in %.0fs", float64(got)/1e6, float64(m.src.Size)/1e6, secs)
 		}
 		r.fail("%s", msg)
 	}

@@ -4,23 +4,19 @@ package lab
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/p2pcat/p2pcat/test/internal/suite"
 )
 
 // The lab's fixed servers. Nothing else is ever given to p2pcat.
@@ -65,12 +61,7 @@ var env struct {
 	lock    *os.File
 }
 
-// dataFile is a source file of random bytes with its digest.
-type dataFile struct {
-	path string
-	size int64
-	sum  string // hex sha256
-}
+type dataFile = suite.DataFile
 
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "forge" {
@@ -156,21 +147,21 @@ func setup() (int, error) {
 		// Built here, in the host namespace: a lab namespace has no DNS
 		// and no route to the module proxy.
 		env.p2pcat = filepath.Join(dir, "p2pcat")
-		if err := buildP2pcat(env.p2pcat); err != nil {
+		if err := suite.BuildP2pcat("lab", env.p2pcat); err != nil {
 			return 1, err
 		}
 	}
 	t0 := time.Now()
-	env.big, err = writeRandom(filepath.Join(dir, "big.bin"), int64(envInt("P2PCAT_LAB_MIB", defaultMiB))<<20, 1)
+	env.big, err = suite.WriteRandom(filepath.Join(dir, "big.bin"), int64(suite.EnvInt("lab", "P2PCAT_LAB_MIB", defaultMiB))<<20, 1)
 	if err != nil {
 		return 1, err
 	}
-	env.small, err = writeRandom(filepath.Join(dir, "small.bin"), int64(envInt("P2PCAT_LAB_SMALL_MIB", defaultSmallMiB))<<20, 2)
+	env.small, err = suite.WriteRandom(filepath.Join(dir, "small.bin"), int64(suite.EnvInt("lab", "P2PCAT_LAB_SMALL_MIB", defaultSmallMiB))<<20, 2)
 	if err != nil {
 		return 1, err
 	}
 	fmt.Fprintf(os.Stderr, "lab: work dir %s, data %d MiB + %d MiB generated in %.1fs; lab %s, namespaces %s*, state %s\n",
-		dir, env.big.size>>20, env.small.size>>20, time.Since(t0).Seconds(), env.labDir, env.prefix, env.run)
+		dir, env.big.Size>>20, env.small.Size>>20, time.Since(t0).Seconds(), env.labDir, env.prefix, env.run)
 	return 0, nil
 }
 
@@ -232,111 +223,11 @@ func envString(name, def string) string {
 	return def
 }
 
-func envInt(name string, def int) int {
-	if s := os.Getenv(name); s != "" {
-		if n, err := strconv.Atoi(s); err == nil && n > 0 {
-			return n
-		}
-		fmt.Fprintf(os.Stderr, "lab: ignoring %s=%q (want a positive integer)\n", name, s)
-	}
-	return def
-}
-
 // makeWorkDir picks tmpfs when it has room, so that disk speed never
 // limits a run. Every namespace sees the same filesystem, so token files
 // and data here are shared with the peers.
 func makeWorkDir() (string, error) {
-	parent := os.Getenv("P2PCAT_LAB_WORKDIR")
-	if parent == "" && freeBytes("/dev/shm") > 1<<30 {
-		parent = "/dev/shm"
-	}
-	return os.MkdirTemp(parent, "p2pcat-lab-")
-}
-
-func freeBytes(path string) uint64 {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(path, &st); err != nil {
-		return 0
-	}
-	return st.Bavail * uint64(st.Bsize)
-}
-
-// buildP2pcat builds the module's main package, found by walking up from
-// the test's directory to go.mod.
-func buildP2pcat(out string) error {
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
-	t0 := time.Now()
-	cmd := exec.Command("go", "build", "-o", out, "github.com/p2pcat/p2pcat")
-	cmd.Dir = root
-	cmd.Stdout = os.Stderr
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build p2pcat in %s: %w", root, err)
-	}
-	fmt.Fprintf(os.Stderr, "lab: built %s in %.1fs\n", out, time.Since(t0).Seconds())
-	return nil
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
-
-// writeRandom writes size pseudo-random bytes (ChaCha8, fixed seed: fast
-// and incompressible) and returns the file's digest.
-func writeRandom(path string, size int64, seed byte) (*dataFile, error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var key [32]byte
-	key[0] = seed
-	rng := rand.NewChaCha8(key)
-	h := sha256.New()
-	w := io.MultiWriter(f, h)
-	buf := make([]byte, 1<<20)
-	for left := size; left > 0; {
-		n := min(int64(len(buf)), left)
-		rng.Read(buf[:n])
-		if _, err := w.Write(buf[:n]); err != nil {
-			return nil, err
-		}
-		left -= n
-	}
-	if err := f.Close(); err != nil {
-		return nil, err
-	}
-	return &dataFile{path: path, size: size, sum: hex.EncodeToString(h.Sum(nil))}, nil
-}
-
-func fileSHA256(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", n, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	return suite.WorkDir("P2PCAT_LAB_WORKDIR", "p2pcat-lab-", 1<<30)
 }
 
 // requireEnv skips the test when the suite cannot run here.

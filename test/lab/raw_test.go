@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/p2pcat/p2pcat/test/internal/suite"
 )
 
 // ---- p2pcat --raw against libudt through NATs -----------------------------
@@ -112,7 +114,7 @@ func (d rawDirection) run(t *testing.T, udtpeer string, src *dataFile) {
 	}
 	outPath := filepath.Join(dir, "out.bin")
 	defer os.Remove(outPath)
-	in, err := os.Open(src.path)
+	in, err := os.Open(src.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,12 +235,12 @@ func (d rawDirection) run(t *testing.T, udtpeer string, src *dataFile) {
 		if fi, err := os.Stat(outPath); err == nil {
 			got = fi.Size()
 		}
-		fail("run cut at its deadline of %v with %d of %d bytes received", rawRunTimeout, got, src.size)
+		fail("run cut at its deadline of %v with %d of %d bytes received", rawRunTimeout, got, src.Size)
 	}
-	if sum, n, err := fileSHA256(outPath); err != nil {
+	if sum, n, err := suite.FileSHA256(outPath); err != nil {
 		fail("%v", err)
-	} else if sum != src.sum {
-		fail("received %d bytes with sha256 %s, want %d bytes with %s", n, sum, src.size, src.sum)
+	} else if sum != src.Sum {
+		fail("received %d bytes with sha256 %s, want %d bytes with %s", n, sum, src.Size, src.Sum)
 	}
 
 	// Each side met the other at the public address it was given, and
@@ -293,14 +295,14 @@ func (d rawDirection) run(t *testing.T, udtpeer string, src *dataFile) {
 	}
 	if m := rateRE.FindStringSubmatch(rcv.stderr()); m != nil {
 		rate = m[3]
-		if n, _ := strconv.ParseInt(m[1], 10, 64); n != src.size {
-			fail("%s reports %s bytes, want %d", rcv.name, m[1], src.size)
+		if n, _ := strconv.ParseInt(m[1], 10, 64); n != src.Size {
+			fail("%s reports %s bytes, want %d", rcv.name, m[1], src.Size)
 		}
 	} else if rcv.exitCode() == 0 {
 		fail("%s reported no byte count", rcv.name)
 	}
 	if !aConnAt.IsZero() && !bConnAt.IsZero() && !rcv.ended.IsZero() {
-		wall = fmt.Sprintf("%.1f", float64(src.size)/rcv.ended.Sub(later(aConnAt, bConnAt)).Seconds()/1e6)
+		wall = fmt.Sprintf("%.1f", float64(src.Size)/rcv.ended.Sub(later(aConnAt, bConnAt)).Seconds()/1e6)
 	}
 	sndRate := "-"
 	if m := map[bool]*regexp.Regexp{true: rawBytesRE, false: udtpeerRateRE}[d.p2pcatSends].FindStringSubmatch(
@@ -309,7 +311,7 @@ func (d rawDirection) run(t *testing.T, udtpeer string, src *dataFile) {
 	}
 	t.Logf("%s: connected %s after the second start (p2pcat: %s after STUN; udtpeer: %s after its start); "+
 		"%d MiB at %s MB/s (receiver's report), %s MB/s wall (connected -> receiver exit), sender reports %s MB/s",
-		d.name, connect, orDash(own), orDash(udtOwn), src.size>>20, rate, wall, sndRate)
+		d.name, connect, orDash(own), orDash(udtOwn), src.Size>>20, rate, wall, sndRate)
 	if s := udtpeerTotals(be); s != "" {
 		t.Logf("udtpeer totals: %s", s)
 	}
