@@ -112,6 +112,9 @@ func pipeStreams(ctx context.Context, opts *options, conn *udt.Conn, rw io.ReadW
 				errorf("cannot read input after %d bytes: %v; the peer was told", sw.Total.Load(), errors.Unwrap(err))
 				return finish(exitError)
 			default:
+				if why := peerReason(inDone, err); why != nil {
+					err = why
+				}
 				return finish(exitCode(opts, sw.Total.Load(), err))
 			}
 		case <-idle:
@@ -130,6 +133,31 @@ func pipeStreams(ctx context.Context, opts *options, conn *udt.Conn, rw io.ReadW
 		}
 	}
 	return finish(exitOK)
+}
+
+// peerReasonWait bounds how long a writer that found the connection closed
+// waits for the reason the peer sent before it closed.
+const peerReasonWait = 2 * time.Second
+
+// peerReason: when the peer closed the connection under our writer, the
+// records it sent first (a stop, an abort) may still be on their way to
+// our reader; it returns the error they make (nil if none came). Without
+// it a receiver's `| head` raced: its stop record, then its close, and
+// our writer's error could win and report a lost connection (exit 4)
+// instead of a peer that stopped reading (exit 5).
+func peerReason(inDone <-chan error, err error) error {
+	if !errors.Is(err, udt.ErrPeerClosed) {
+		return nil
+	}
+	select {
+	case ierr := <-inDone:
+		var abort *stream.AbortError
+		if errors.Is(ierr, stream.ErrPeerStopped) || errors.As(ierr, &abort) {
+			return ierr
+		}
+	case <-time.After(peerReasonWait):
+	}
+	return nil
 }
 
 // closeSoon closes the connection, giving queued control records (abort,
