@@ -34,7 +34,9 @@ func TestPeerReason(t *testing.T) {
 			t.Errorf("%s: peerReason = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	if got := exitCode(&options{}, 5, peerReason(func() chan error { c := make(chan error, 1); c <- stream.ErrPeerStopped; return c }(), closed)); got != exitStopped {
+	in := make(chan error, 1)
+	in <- stream.ErrPeerStopped
+	if got := exitCode(&options{}, 5, peerReason(in, closed)); got != exitStopped {
 		t.Errorf("exit status %d for a stop that came before the close, want %d", got, exitStopped)
 	}
 }
