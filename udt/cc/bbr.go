@@ -139,7 +139,9 @@ import (
 //   - a queue: one of more than max(2 ms, minRTT/16) and the RTT
 //     variation that lasts 8 minRTTs of one cruise (not the aftermath of
 //     an up-phase or of ProbeRTT), although we pace below btlbw then: not
-//     ours but a loss-based flow's, which fills any queue there is.
+//     ours but a loss-based flow's, which fills any queue there is. Not
+//     while the sender lags behind its pacing (trackLag): then the RTT
+//     holds the busy host's scheduling delay.
 //
 // Congestion within 16 minRTTs of btlbw's rise by 1 % or 4 of the end of
 // an up-phase or ProbeRTT, before two RTTs of cruising at 0.97 under a
@@ -347,6 +349,7 @@ type BBR struct {
 	peakBw      float64 // the largest btlbw (since the model last restarted)
 	standSince  int64   // since when cruising (at 0.97) has shown a standing queue, ns (0: not)
 	selfCuts    int     // congestion found self-inflicted
+	hostLags    int     // windows in which the sender lagged behind its pacing
 	cutTime     int64   // when the latest cut happened, ns (moved on while bwLo's clock is held)
 	lowerAt     int64   // when the latest cut happened, ns
 	cutMax      float64 // CUBIC's W_max after it, as a rate, packets/s
@@ -376,6 +379,14 @@ type BBR struct {
 	sentAll int64 // packets handed to the network, retransmissions included
 	seen    int64 // Snapshot.Received, never decreasing
 	sentNew int64 // new packets handed to the network
+
+	// The sender's lag behind its pacing (trackLag): a busy host.
+	lagFrom    int64   // start of the current window, ns
+	lagAt      int64   // last ACK, ns
+	lagMark    int64   // sentAll then
+	lagSent    int64   // packets sent in this window's unlimited stretches
+	lagBudget  float64 // what pacing allowed in them
+	hostBusyAt int64   // end of the latest window that lagged, ns
 
 	// The receiver's arrival rate is not believed once it has claimed
 	// far more than was sent (see sampleBandwidth).
@@ -534,6 +545,14 @@ const (
 	// bbrCruiseDrain is the pacing gain of a cruising phase while the
 	// smoothed RTT shows a standing queue.
 	bbrCruiseDrain = 0.97
+	// A window of at least bbrLagWindow (and a minRTT) whose unlimited
+	// stretches sent under bbrLagShare of what pacing allowed (at least
+	// bbrLagMin packets) lagged: the host is busy. The window counts as
+	// limiting when fewer than bbrLagSlack packets of it are free.
+	bbrLagWindow = 100 * time.Millisecond
+	bbrLagShare  = 0.9
+	bbrLagMin    = 64
+	bbrLagSlack  = 16
 
 	// The engine sends the packet after each seq%16 == 0 at once (packet
 	// pair) without counting an interval: 16 packets per 15 intervals.
@@ -809,9 +828,48 @@ func (c *BBR) OnACK(ack int32, s *Snapshot) {
 		}
 	}
 	c.updateHidden(now)
+	c.trackLag(now, s)
 	c.watchQueue(now)
 	c.runStates(now)
 	c.update()
+}
+
+// trackLag compares what the sender sent with what its pacing allowed,
+// over windows of at least bbrLagWindow and a minRTT, counting only the
+// stretches between ACKs that neither the window nor the application
+// limited. A window that sent less than bbrLagShare of its budget marks
+// the host as busy: the process did not get the CPU in time, and the
+// RTT it measures then holds the hosts' scheduling delay, not a queue
+// (alone in the NAT lab's e, the sender fell to 64-91 % of its pacing
+// rate while the smoothed RTT rose by up to 25 ms over a path whose
+// queue holds 12 ms; beside TCP CUBIC it kept 97-101 %).
+func (c *BBR) trackLag(now int64, s *Snapshot) {
+	if c.lagFrom == 0 {
+		c.lagFrom, c.lagAt, c.lagMark = now, now, c.sentAll
+		return
+	}
+	sent := c.sentAll - c.lagMark
+	dt := now - c.lagAt
+	c.lagAt, c.lagMark = now, c.sentAll
+	limited := c.appLimited > c.delivered || s == nil || float64(s.InFlight)+bbrLagSlack > c.Window()
+	if c.interval > 0 && !limited {
+		c.lagSent += sent
+		c.lagBudget += float64(dt) / float64(c.interval) * bbrPairFactor
+	}
+	if now-c.lagFrom < max(int64(bbrLagWindow), c.minRTT) {
+		return
+	}
+	if c.lagBudget >= bbrLagMin && float64(c.lagSent) < bbrLagShare*c.lagBudget {
+		c.hostBusyAt = now
+		c.hostLags++
+	}
+	c.lagFrom, c.lagSent, c.lagBudget = now, 0, 0
+}
+
+// hostBusy reports whether the sender lagged behind its pacing within the
+// last two RTTs (the RTT samples still in flight then hold the delay).
+func (c *BBR) hostBusy(now int64) bool {
+	return c.hostBusyAt > 0 && now-c.hostBusyAt < 2*max(c.srtt, c.minRTT)
 }
 
 // OnLoss notes the reported hole; loss alone changes neither rate nor
@@ -904,7 +962,7 @@ func (c *BBR) State() (state string, btlbw float64, minRTT time.Duration) {
 // by shared probes), the self-inflicted corrections, whether a standing
 // queue shows, and linkBw.
 func (c *BBR) Detail() string {
-	return fmt.Sprintf("bwlo=%.0f cuts=%d/q%d/p%d/self%d queue=%v link=%.0f", c.bwLo, c.cuts, c.queueCuts, c.sharedCuts, c.selfCuts, c.standingQueue(), c.linkBw)
+	return fmt.Sprintf("bwlo=%.0f cuts=%d/q%d/p%d/self%d queue=%v link=%.0f lags=%d", c.bwLo, c.cuts, c.queueCuts, c.sharedCuts, c.selfCuts, c.standingQueue(), c.linkBw, c.hostLags)
 }
 
 // updateMinRTT feeds an RTT sample to the 10 s min filter.
@@ -1497,7 +1555,7 @@ func (c *BBR) watchQueue(now int64) {
 		c.standSince = 0
 	}
 	if c.state != bbrProbeBW || c.pacingGain > 1 || c.minRTT <= 0 || !c.highQueue() ||
-		c.npRounds < bbrBgRounds || now-c.probeAt < 2*max(c.srtt, c.minRTT) {
+		c.npRounds < bbrBgRounds || now-c.probeAt < 2*max(c.srtt, c.minRTT) || c.hostBusy(now) {
 		c.queueSince = 0
 		return
 	}

@@ -966,3 +966,43 @@ func TestBBRProbeWaitAfterOverflow(t *testing.T) {
 		}
 	}
 }
+
+// A standing queue while the sender lags behind its own pacing is the
+// hosts' delay, not another flow's queue. Alone in the NAT lab's e, a
+// busy host held the sender at 64-91 % of its pacing rate while the
+// smoothed RTT rose by up to 25 ms (more than the path's queue of 12 ms
+// can hold), and the queue cut that followed halved the rate for the
+// rest of the minute. Beside TCP CUBIC the sender kept pace.
+func TestBBRBusyHostQueueIsNotCongestion(t *testing.T) {
+	for _, busy := range []bool{false, true} {
+		p := newBBRPipe(t, 1000, 85, 100*time.Millisecond)
+		p.run(30 * time.Second)
+		if p.c.state != bbrProbeBW || p.c.npRounds < bbrBgRounds || p.c.bwLo > 0 {
+			t.Fatalf("rig: state %v, %d background rounds, bwLo %.0f", p.c.state, p.c.npRounds, p.c.bwLo)
+		}
+		// An up-phase overflowed the queue: the next is seconds away,
+		// and the cruise before it long enough to tell another flow's
+		// queue.
+		p.c.probeHit, p.c.probeWait = true, int64(20*time.Second)
+		// The RTT rises by 12 ms and stays there. The sender sends what
+		// its pacing allows each 10 ms tick; a busy host only 60 % of
+		// it every other tick.
+		p.rtt = func() time.Duration { return 112 * time.Millisecond }
+		lags := p.c.hostLags
+		for i := range 300 {
+			paced := float64(syn) / float64(p.c.PacketInterval()) * bbrPairFactor
+			if busy && i%2 == 0 {
+				paced *= 0.6
+			}
+			p.perTick = int(paced + 0.5)
+			p.tick()
+		}
+		lags = p.c.hostLags - lags
+		if busy && (p.c.queueCuts != 0 || lags == 0) {
+			t.Errorf("sender lagging its pacing: %d queue cuts, %d lagging windows; want none and some", p.c.queueCuts, lags)
+		}
+		if !busy && (p.c.queueCuts == 0 || lags != 0) {
+			t.Errorf("sender keeping pace: %d queue cuts, %d lagging windows; want a cut and none", p.c.queueCuts, lags)
+		}
+	}
+}
