@@ -960,7 +960,8 @@ func (c *BBR) State() (state string, btlbw float64, minRTT time.Duration) {
 // Detail describes the congestion response for traces: the rate limit
 // after congestion loss, the cuts so far (of which by the queue watch and
 // by shared probes), the self-inflicted corrections, whether a standing
-// queue shows, and linkBw.
+// queue shows, linkBw, and the windows in which the sender lagged
+// behind its pacing (a busy host).
 func (c *BBR) Detail() string {
 	return fmt.Sprintf("bwlo=%.0f cuts=%d/q%d/p%d/self%d queue=%v link=%.0f lags=%d", c.bwLo, c.cuts, c.queueCuts, c.sharedCuts, c.selfCuts, c.standingQueue(), c.linkBw, c.hostLags)
 }
