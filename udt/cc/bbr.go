@@ -349,6 +349,7 @@ type BBR struct {
 	peakBw      float64 // the largest btlbw (since the model last restarted)
 	standSince  int64   // since when cruising (at 0.97) has shown a standing queue, ns (0: not)
 	selfCuts    int     // congestion found self-inflicted
+	selfWhy     [5]int  // why, by cut's reason: selfUndrained … selfProbeRTT
 	hostLags    int     // windows in which the sender lagged behind its pacing
 	cutTime     int64   // when the latest cut happened, ns (moved on while bwLo's clock is held)
 	lowerAt     int64   // when the latest cut happened, ns
@@ -959,11 +960,15 @@ func (c *BBR) State() (state string, btlbw float64, minRTT time.Duration) {
 
 // Detail describes the congestion response for traces: the rate limit
 // after congestion loss, the cuts so far (of which by the queue watch and
-// by shared probes), the self-inflicted corrections, whether a standing
+// by shared probes), the self-inflicted corrections (by reason: d not
+// drained, a above linkBw, r btlbw rose, p after an up-phase, t after
+// ProbeRTT), whether a standing
 // queue shows, linkBw, and the windows in which the sender lagged
 // behind its pacing (a busy host).
 func (c *BBR) Detail() string {
-	return fmt.Sprintf("bwlo=%.0f cuts=%d/q%d/p%d/self%d queue=%v link=%.0f lags=%d", c.bwLo, c.cuts, c.queueCuts, c.sharedCuts, c.selfCuts, c.standingQueue(), c.linkBw, c.hostLags)
+	w := c.selfWhy
+	return fmt.Sprintf("bwlo=%.0f cuts=%d/q%d/p%d/self%d(d%da%dr%dp%dt%d) queue=%v link=%.0f lags=%d",
+		c.bwLo, c.cuts, c.queueCuts, c.sharedCuts, c.selfCuts, w[0], w[1], w[2], w[3], w[4], c.standingQueue(), c.linkBw, c.hostLags)
 }
 
 // updateMinRTT feeds an RTT sample to the 10 s min filter.
@@ -1482,14 +1487,42 @@ func (c *BBR) congestionLoss(now int64) {
 // overflowed the queue, and the cut to the fair half cost 25 Mbit/s
 // of a 1 GiB run.)
 func (c *BBR) cut(now int64) {
-	recent := int64(bbrSelfRounds) * max(c.minRTT, c.srtt)
-	drained := c.standSince > 0 && now-c.standSince > 2*max(c.minRTT, c.srtt)
-	above := c.linkBw > 0 && bbrCruiseDrain*c.bw > c.linkBw
-	if c.bwLo <= 0 && (!drained || above || now-c.bwRoseAt < int64(bbrRiseRounds)*max(c.minRTT, c.srtt) || now-c.probeAt < recent || now-c.probeRTTOut < recent) {
-		c.selfCorrect(now)
-		return
+	if c.bwLo <= 0 {
+		if why := c.selfReason(now); why >= 0 {
+			c.selfWhy[why]++
+			c.selfCorrect(now)
+			return
+		}
 	}
 	c.lower(now, c.rateBw(), c.bw, false)
+}
+
+// The reasons cut finds congestion ours, in the order it tests them.
+const (
+	selfUndrained = iota // not two RTTs of cruising under a standing queue yet
+	selfAboveLink        // cruising still paces above linkBw
+	selfRose             // btlbw rose within bbrRiseRounds RTTs
+	selfProbe            // an up-phase ended within bbrSelfRounds RTTs
+	selfProbeRTT         // ProbeRTT ended within bbrSelfRounds RTTs
+)
+
+// selfReason says why congestion now is ours, or -1 if it is not.
+func (c *BBR) selfReason(now int64) int {
+	rtt := max(c.minRTT, c.srtt)
+	recent := int64(bbrSelfRounds) * rtt
+	switch {
+	case c.standSince == 0 || now-c.standSince <= 2*rtt:
+		return selfUndrained
+	case c.linkBw > 0 && bbrCruiseDrain*c.bw > c.linkBw:
+		return selfAboveLink
+	case now-c.bwRoseAt < int64(bbrRiseRounds)*rtt:
+		return selfRose
+	case now-c.probeAt < recent:
+		return selfProbe
+	case now-c.probeRTTOut < recent:
+		return selfProbeRTT
+	}
+	return -1
 }
 
 // selfCorrect answers congestion found to be ours: btlbw was too high,

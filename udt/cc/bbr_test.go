@@ -857,6 +857,9 @@ func TestBBRCongestionAfterRiseIsOurs(t *testing.T) {
 		if got := c.bwLo > 0; got != tc.cut || got == (c.selfCuts == 1) {
 			t.Errorf("congestion %d minRTTs after btlbw rose: bwLo %.0f, self-corrections %d; want a cut %v", tc.rounds, c.bwLo, c.selfCuts, tc.cut)
 		}
+		if c.selfWhy[selfRose] != c.selfCuts {
+			t.Errorf("self-corrections by reason %v; want all %d for btlbw's rise", c.selfWhy, c.selfCuts)
+		}
 	}
 }
 
@@ -881,6 +884,9 @@ func TestBBRCongestionAboveLinkIsOurs(t *testing.T) {
 		c.cut(now)
 		if got := c.bwLo > 0; got != tc.cut || got == (c.selfCuts == 1) {
 			t.Errorf("congestion at btlbw %.0f, linkBw 24066: bwLo %.0f, self-corrections %d; want a cut %v", tc.bw, c.bwLo, c.selfCuts, tc.cut)
+		}
+		if c.selfWhy[selfAboveLink] != c.selfCuts {
+			t.Errorf("self-corrections by reason %v; want all %d for pacing above linkBw", c.selfWhy, c.selfCuts)
 		}
 		if !tc.cut && c.linkBw > tc.bw {
 			t.Errorf("self-correction at btlbw %.0f left linkBw %.0f above it", tc.bw, c.linkBw)
