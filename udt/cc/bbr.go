@@ -331,36 +331,35 @@ type BBR struct {
 	room       float64  // packets an up-phase may add beyond a BDP (0: no limit)
 
 	// Congestion loss (see ProbeBW above).
-	bwLo        float64 // rate limit after congestion loss, packets/s (0: none)
-	cutAt       int64   // losses of packets sent before this do not cut again, ns
-	cutRound    bool    // the current round cut (it does not update bgLoss)
-	npSent      int     // packets sent not probing in the current round
-	npPrev      int     // the same for the previous round
-	npLost      int     // losses of packets sent not probing after cutAt, this round
-	npLostAll   int     // all losses of packets sent in ProbeBW not probing, this round
-	npBg        float64 // their smoothed share per round: the background loss
-	npRounds    int     // rounds in npBg
-	cuts        int     // congestion cuts so far
-	queueSince  int64   // since when cruising has shown a standing queue, ns (0: not)
-	queueCuts   int     // cuts by watchQueue
-	sharedCuts  int     // cuts by probeLoss on a shared link
-	probeRTTOut int64   // when ProbeRTT last ended, ns
-	bwRoseAt    int64   // when btlbw last rose by bbrBwRose, ns
-	peakBw      float64 // the largest btlbw (since the model last restarted)
-	standSince  int64   // since when cruising (at 0.97) has shown a standing queue, ns (0: not)
-	selfCuts    int     // congestion found self-inflicted
-	selfWhy     [5]int  // why, by cut's reason: selfUndrained … selfProbeRTT
-	hostLags    int     // windows in which the sender lagged behind its pacing
-	cutTime     int64   // when the latest cut happened, ns (moved on while bwLo's clock is held)
-	lowerAt     int64   // when the latest cut happened, ns
-	cutMax      float64 // CUBIC's W_max after it, as a rate, packets/s
-	cutK        float64 // CUBIC's K, s
-	cutLo       float64 // bwLo right after the cut: the Reno-friendly estimate's start
-	loShared    bool    // a cut since bwLo was set was on a shared link: it grows as AIMD
-	cutBw       float64 // btlbw at the first cut since bwLo was lifted
-	growAt      int64   // when bwLo last grew, ns
-	held        int64   // how long bwLo's clock has been held since the cut, ns
-	rttVar      int64   // Snapshot.RTTVar, ns
+	bwLo        float64          // rate limit after congestion loss, packets/s (0: none)
+	cutAt       int64            // losses of packets sent before this do not cut again, ns
+	cutRound    bool             // the current round cut (it does not update bgLoss)
+	npSent      int              // packets sent not probing in the current round
+	npPrev      int              // the same for the previous round
+	npLost      int              // losses of packets sent not probing after cutAt, this round
+	npLostAll   int              // all losses of packets sent in ProbeBW not probing, this round
+	npBg        float64          // their smoothed share per round: the background loss
+	npRounds    int              // rounds in npBg
+	cuts        int              // congestion cuts so far
+	queueSince  int64            // since when cruising has shown a standing queue, ns (0: not)
+	queueCuts   int              // cuts by watchQueue
+	sharedCuts  int              // cuts by probeLoss on a shared link
+	probeRTTOut int64            // when ProbeRTT last ended, ns
+	bwRoseAt    int64            // when btlbw last rose by bbrBwRose, ns
+	peakBw      float64          // the largest btlbw (since the model last restarted)
+	standSince  int64            // since when cruising (at 0.97) has shown a standing queue, ns (0: not)
+	selfWhy     [selfReasons]int // congestion found self-inflicted, by selfReason's reason
+	hostLags    int              // windows in which the sender lagged behind its pacing
+	cutTime     int64            // when the latest cut happened, ns (moved on while bwLo's clock is held)
+	lowerAt     int64            // when the latest cut happened, ns
+	cutMax      float64          // CUBIC's W_max after it, as a rate, packets/s
+	cutK        float64          // CUBIC's K, s
+	cutLo       float64          // bwLo right after the cut: the Reno-friendly estimate's start
+	loShared    bool             // a cut since bwLo was set was on a shared link: it grows as AIMD
+	cutBw       float64          // btlbw at the first cut since bwLo was lifted
+	growAt      int64            // when bwLo last grew, ns
+	held        int64            // how long bwLo's clock has been held since the cut, ns
+	rttVar      int64            // Snapshot.RTTVar, ns
 
 	// ProbeRTT.
 	probeRTTAt   int64 // when it began, ns
@@ -962,13 +961,12 @@ func (c *BBR) State() (state string, btlbw float64, minRTT time.Duration) {
 // after congestion loss, the cuts so far (of which by the queue watch and
 // by shared probes), the self-inflicted corrections (by reason: d not
 // drained, a above linkBw, r btlbw rose, p after an up-phase, t after
-// ProbeRTT), whether a standing
-// queue shows, linkBw, and the windows in which the sender lagged
-// behind its pacing (a busy host).
+// ProbeRTT), whether a standing queue shows, linkBw, and the windows in
+// which the sender lagged behind its pacing (a busy host).
 func (c *BBR) Detail() string {
 	w := c.selfWhy
 	return fmt.Sprintf("bwlo=%.0f cuts=%d/q%d/p%d/self%d(d%da%dr%dp%dt%d) queue=%v link=%.0f lags=%d",
-		c.bwLo, c.cuts, c.queueCuts, c.sharedCuts, c.selfCuts, w[0], w[1], w[2], w[3], w[4], c.standingQueue(), c.linkBw, c.hostLags)
+		c.bwLo, c.cuts, c.queueCuts, c.sharedCuts, c.selfCuts(), w[0], w[1], w[2], w[3], w[4], c.standingQueue(), c.linkBw, c.hostLags)
 }
 
 // updateMinRTT feeds an RTT sample to the 10 s min filter.
@@ -1504,7 +1502,17 @@ const (
 	selfRose             // btlbw rose within bbrRiseRounds RTTs
 	selfProbe            // an up-phase ended within bbrSelfRounds RTTs
 	selfProbeRTT         // ProbeRTT ended within bbrSelfRounds RTTs
+	selfReasons          // how many there are
 )
+
+// selfCuts is how many times congestion was found self-inflicted.
+func (c *BBR) selfCuts() int {
+	n := 0
+	for _, k := range c.selfWhy {
+		n += k
+	}
+	return n
+}
 
 // selfReason says why congestion now is ours, or -1 if it is not.
 func (c *BBR) selfReason(now int64) int {
@@ -1535,7 +1543,6 @@ func (c *BBR) selfCorrect(now int64) {
 		c.restartFilter(d)
 		c.linkBw = min(c.linkBw, d) // it was too high as well
 	}
-	c.selfCuts++
 	c.cutAt = now
 	c.cutRound = true
 	c.npLost = 0

@@ -854,11 +854,11 @@ func TestBBRCongestionAfterRiseIsOurs(t *testing.T) {
 		c.standSince = now - 1000*ms // cruising under a standing queue for a second
 		c.bwRoseAt = now - tc.rounds*c.minRTT
 		c.cut(now)
-		if got := c.bwLo > 0; got != tc.cut || got == (c.selfCuts == 1) {
-			t.Errorf("congestion %d minRTTs after btlbw rose: bwLo %.0f, self-corrections %d; want a cut %v", tc.rounds, c.bwLo, c.selfCuts, tc.cut)
+		if got := c.bwLo > 0; got != tc.cut || got == (c.selfCuts() == 1) {
+			t.Errorf("congestion %d minRTTs after btlbw rose: bwLo %.0f, self-corrections %d; want a cut %v", tc.rounds, c.bwLo, c.selfCuts(), tc.cut)
 		}
-		if c.selfWhy[selfRose] != c.selfCuts {
-			t.Errorf("self-corrections by reason %v; want all %d for btlbw's rise", c.selfWhy, c.selfCuts)
+		if c.selfWhy[selfRose] != c.selfCuts() {
+			t.Errorf("self-corrections by reason %v; want all %d for btlbw's rise", c.selfWhy, c.selfCuts())
 		}
 	}
 }
@@ -882,11 +882,11 @@ func TestBBRCongestionAboveLinkIsOurs(t *testing.T) {
 		c.probeAt, c.probeRTTOut, c.bwRoseAt = 1, 1, 1
 		c.standSince = now - 1000*ms // cruising under a standing queue for a second
 		c.cut(now)
-		if got := c.bwLo > 0; got != tc.cut || got == (c.selfCuts == 1) {
-			t.Errorf("congestion at btlbw %.0f, linkBw 24066: bwLo %.0f, self-corrections %d; want a cut %v", tc.bw, c.bwLo, c.selfCuts, tc.cut)
+		if got := c.bwLo > 0; got != tc.cut || got == (c.selfCuts() == 1) {
+			t.Errorf("congestion at btlbw %.0f, linkBw 24066: bwLo %.0f, self-corrections %d; want a cut %v", tc.bw, c.bwLo, c.selfCuts(), tc.cut)
 		}
-		if c.selfWhy[selfAboveLink] != c.selfCuts {
-			t.Errorf("self-corrections by reason %v; want all %d for pacing above linkBw", c.selfWhy, c.selfCuts)
+		if c.selfWhy[selfAboveLink] != c.selfCuts() {
+			t.Errorf("self-corrections by reason %v; want all %d for pacing above linkBw", c.selfWhy, c.selfCuts())
 		}
 		if !tc.cut && c.linkBw > tc.bw {
 			t.Errorf("self-correction at btlbw %.0f left linkBw %.0f above it", tc.bw, c.linkBw)
