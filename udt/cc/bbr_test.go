@@ -345,10 +345,10 @@ func TestBBRProbeRTT(t *testing.T) {
 	var window float64
 	for range 1200 {
 		p.tick()
-		if st, _, _ := p.c.State(); st == "probe-rtt" && entered.IsZero() {
+		if p.c.state == bbrProbeRTT && entered.IsZero() {
 			entered = p.clk.Now()
 			window = p.c.Window()
-		} else if st != "probe-rtt" && !entered.IsZero() {
+		} else if p.c.state != bbrProbeRTT && !entered.IsZero() {
 			break
 		}
 	}
@@ -362,8 +362,8 @@ func TestBBRProbeRTT(t *testing.T) {
 	if want := max(0.5*bw*0.05, bbrMinWindow); window > 1.2*want {
 		t.Errorf("ProbeRTT window %v, want about %v", window, want)
 	}
-	if st, _, _ := p.c.State(); st != "probe-bw" {
-		t.Errorf("after ProbeRTT: %s", st)
+	if p.c.state != bbrProbeBW {
+		t.Errorf("after ProbeRTT: %v", p.c.state)
 	}
 }
 
@@ -382,7 +382,7 @@ func TestBBRProbeRTTOnlyWithQueue(t *testing.T) {
 		probed := false
 		for range 3000 {
 			p.tick()
-			if st, _, _ := p.c.State(); st == "probe-rtt" {
+			if p.c.state == bbrProbeRTT {
 				probed = true
 				break
 			}
