@@ -356,6 +356,7 @@ type BBR struct {
 	cutK        float64          // CUBIC's K, s
 	cutLo       float64          // bwLo right after the cut: the Reno-friendly estimate's start
 	loShared    bool             // a cut since bwLo was set was on a shared link: it grows as AIMD
+	queueSpell  bool             // loShared by a queue cut alone, for bbrQueueSpell
 	cutBw       float64          // btlbw at the first cut since bwLo was lifted
 	growAt      int64            // when bwLo last grew, ns
 	held        int64            // how long bwLo's clock has been held since the cut, ns
@@ -533,6 +534,9 @@ const (
 	// bbrQueueRounds: a standing queue that lasts this many minRTTs of
 	// cruising is someone else's.
 	bbrQueueRounds = 8
+	// bbrQueueSpell: after a queue cut, bwLo grows as AIMD this long
+	// (growBwLo).
+	bbrQueueSpell = 10 * time.Second
 	// cubicC is CUBIC's C (RFC 9438), packets/s³, for bwLo's growth.
 	cubicC = 0.4
 	// bbrAIMDAlpha is bwLo's growth, packets per RTT each RTT: RFC 9438
@@ -1470,8 +1474,17 @@ func (c *BBR) congestionLoss(now int64) {
 	if excess < 2 || excess < 4*math.Sqrt(expect+0.25) || excess < bbrCongestionExcess*n {
 		return
 	}
-	c.cut(now)
+	c.cut(now, cutLoss)
 }
+
+// The evidence a cut answers (lower).
+type cutKind int
+
+const (
+	cutLoss   cutKind = iota // congestion loss beyond the background
+	cutQueue                 // a standing queue outlasted a cruise (watchQueue)
+	cutShared                // an up-phase overflowed a queue shared with another flow
+)
 
 // cut answers congestion: another flow's lowers bwLo (lower). But
 // congestion that follows our own rise of the rate (btlbw grew within
@@ -1484,7 +1497,7 @@ func (c *BBR) congestionLoss(now int64) {
 // above a linkBw a self-correction had lowered, so 0.97 of it still
 // overflowed the queue, and the cut to the fair half cost 25 Mbit/s
 // of a 1 GiB run.)
-func (c *BBR) cut(now int64) {
+func (c *BBR) cut(now int64, kind cutKind) {
 	if c.bwLo <= 0 {
 		if why := c.selfReason(now); why >= 0 {
 			c.selfWhy[why]++
@@ -1492,7 +1505,7 @@ func (c *BBR) cut(now int64) {
 			return
 		}
 	}
-	c.lower(now, c.rateBw(), c.bw, false)
+	c.lower(now, c.rateBw(), c.bw, kind)
 }
 
 // The reasons cut finds congestion ours, in the order it tests them.
@@ -1557,11 +1570,13 @@ func (c *BBR) selfCorrect(now int64) {
 // cut: as CUBIC's window, or as an AIMD flow fair to Reno once a cut of
 // the episode was on a shared link (a shared probe's, one from below
 // bbrSharedShare of linkBw, or one within bbrSharedWithin of the cut
-// before).
-func (c *BBR) lower(now int64, r, bw float64, shared bool) {
+// before). A queue cut (watchQueue: a queue another flow holds) that is
+// none of these grows as AIMD for a spell of bbrQueueSpell, then as
+// CUBIC's window from where it got to.
+func (c *BBR) lower(now int64, r, bw float64, kind cutKind) {
 	if c.bwLo <= 0 {
 		c.cutBw = bw
-		c.loShared = false
+		c.loShared, c.queueSpell = false, false
 	}
 	// Fast convergence (RFC 9438 §4.7) on every cut, not only below the
 	// cut before: CUBIC's curve plateaus at 0.85 of the cut's rate and
@@ -1574,7 +1589,12 @@ func (c *BBR) lower(now int64, r, bw float64, shared bool) {
 	// (Judged by btlbw at the episode's first cut: paced at bwLo, btlbw
 	// falls below linkBw whoever else is there.)
 	again := c.cuts > 0 && now-c.lowerAt < int64(bbrSharedWithin)
-	c.loShared = c.loShared || shared || again || c.belowLink(c.cutBw)
+	switch {
+	case kind == cutShared || again || c.belowLink(c.cutBw):
+		c.loShared, c.queueSpell = true, false
+	case kind == cutQueue && !c.loShared:
+		c.loShared, c.queueSpell = true, true
+	}
 	c.cutTime, c.lowerAt, c.growAt, c.held = now, now, now, 0
 	c.cutAt = now
 	c.cutRound = true
@@ -1606,7 +1626,7 @@ func (c *BBR) watchQueue(now int64) {
 		// (All of it in one cruise: not the queue an up-phase or the
 		// end of ProbeRTT left.)
 		c.queueCuts++
-		c.cut(now)
+		c.cut(now, cutQueue)
 	}
 }
 
@@ -1617,6 +1637,21 @@ func (c *BBR) watchQueue(now int64) {
 func (c *BBR) growBwLo(now int64) {
 	if c.bwLo <= 0 || c.minRTT <= 0 {
 		return
+	}
+	if c.queueSpell && now-c.lowerAt > int64(bbrQueueSpell) {
+		// A queue cut's spell of AIMD is over: on from here as CUBIC's
+		// window past its W_max (the convex part). The queue said
+		// another flow was there, but not that it is large: beside TCP
+		// CUBIC in the NAT lab's e, the cut came 3 s in, while CUBIC,
+		// which had lost at a window of ~9 in our Startup, grew on its
+		// own slow clock (1-16 Mbit/s until 10 s); CUBIC's curve took
+		// bwLo back to 85 % of the link by then, the queue overflowed,
+		// and CUBIC lost again at a window of ~150 and needed until 25 s
+		// to reach its half. The spell leaves it the room; and should
+		// the cut have been a mistake, alone, the convex curve is back
+		// at the link some 10 s after the spell.
+		c.queueSpell, c.loShared = false, false
+		c.cutTime, c.cutLo, c.cutMax, c.cutK, c.held = now, c.bwLo, c.bwLo, 0, 0
 	}
 	hold := c.standingQueue() && c.held < int64(c.cutK*1e9)
 	if hold {
@@ -1731,7 +1766,7 @@ func (c *BBR) probeLoss(r *bbrRecord) {
 		// The queue the probe overflowed is another flow's as well:
 		// yield, as a loss-based flow would.
 		c.sharedCuts++
-		c.lower(c.now, c.probeBase, c.probeBase, true)
+		c.lower(c.now, c.probeBase, c.probeBase, cutShared)
 	}
 }
 

@@ -622,7 +622,7 @@ func TestBBRBwLoHoldBounded(t *testing.T) {
 	if !c.standingQueue() {
 		t.Fatal("rig: no standing queue")
 	}
-	c.cut(now)
+	c.cut(now, cutLoss)
 	if c.bwLo <= 0 || c.cuts != 1 {
 		t.Fatalf("cut: bwLo %.0f, cuts %d; want a congestion cut", c.bwLo, c.cuts)
 	}
@@ -768,7 +768,7 @@ func TestBBRCutToFairShare(t *testing.T) {
 		c.state, c.pacingGain = bbrProbeBW, 1
 		c.minRTT, c.srtt = 100*ms, 101*ms // no standing queue
 		c.bw, c.peakBw = tc.r, 10000
-		c.lower(100_000*ms, tc.r, tc.r, false)
+		c.lower(100_000*ms, tc.r, tc.r, cutLoss)
 		if math.Abs(c.bwLo-tc.want) > 1 {
 			t.Errorf("cut from %.0f of a largest btlbw of 10000: bwLo %.0f, want %.0f", tc.r, c.bwLo, tc.want)
 		}
@@ -791,16 +791,17 @@ func TestBBRSharedCutGrowsAsAIMD(t *testing.T) {
 	cub := 6800 + cubicC*math.Pow(3-k, 3)/0.1
 	cubic := [2]float64{cub - 1, cub + 1}
 	for _, tc := range []struct {
-		shared bool
+		kind   cutKind
 		link   float64
 		before time.Duration // the cut before, this long ago (0: none)
 		want   [2]float64    // bwLo 3 s after the cut
 	}{
-		{true, 8100, 0, aimd},
-		{false, 10000, 0, aimd}, // btlbw clearly below linkBw
-		{false, 8100, 0, cubic},
-		{false, 8100, 15 * time.Second, aimd},
-		{false, 8100, 25 * time.Second, cubic},
+		{cutShared, 8100, 0, aimd},
+		{cutLoss, 10000, 0, aimd}, // btlbw clearly below linkBw
+		{cutLoss, 8100, 0, cubic},
+		{cutLoss, 8100, 15 * time.Second, aimd},
+		{cutLoss, 8100, 25 * time.Second, cubic},
+		{cutQueue, 8100, 0, aimd}, // for a spell (TestBBRQueueCutSpell)
 	} {
 		c := NewBBR(newFakeClock())
 		ms := int64(time.Millisecond)
@@ -809,27 +810,74 @@ func TestBBRSharedCutGrowsAsAIMD(t *testing.T) {
 		c.bw, c.peakBw, c.linkBw = 8000, 10000, tc.link
 		now := 100_000 * ms
 		if tc.before > 0 {
-			c.lower(now-int64(tc.before), c.bw, c.bw, false)
+			c.lower(now-int64(tc.before), c.bw, c.bw, cutLoss)
 			c.bwLo = 0 // lifted since
 		}
-		c.lower(now, c.bw, c.bw, tc.shared)
+		c.lower(now, c.bw, c.bw, tc.kind)
 		for range 30 {
 			now += c.minRTT
 			c.growBwLo(now)
 		}
 		if c.bwLo < tc.want[0] || c.bwLo > tc.want[1] {
-			t.Errorf("shared %v, link %.0f, cut before %v: bwLo %.0f 3 s after a cut from 8000 to 5000, want %.0f-%.0f",
-				tc.shared, tc.link, tc.before, c.bwLo, tc.want[0], tc.want[1])
+			t.Errorf("cut kind %d, link %.0f, cut before %v: bwLo %.0f 3 s after a cut from 8000 to 5000, want %.0f-%.0f",
+				tc.kind, tc.link, tc.before, c.bwLo, tc.want[0], tc.want[1])
 		}
 		if !c.loShared && (tc.link < 10000 && c.bwLo > 0) {
 			// A second cut in the same episode: btlbw has fallen to
 			// bwLo, below linkBw, but the episode began at the link;
 			// the cut comes soon after the first, though.
 			c.bw = c.bwLo
-			c.lower(now, c.bw, c.bw, false)
+			c.lower(now, c.bw, c.bw, cutLoss)
 			if !c.loShared {
-				t.Errorf("shared %v, link %.0f: a second cut 3 s after the first grows as CUBIC", tc.shared, tc.link)
+				t.Errorf("cut kind %d, link %.0f: a second cut 3 s after the first grows as CUBIC", tc.kind, tc.link)
 			}
+		}
+	}
+}
+
+// A queue cut alone on a link grows as AIMD for bbrQueueSpell (room for
+// a flow that another loss left small, TestBBRSharedCutGrowsAsAIMD), then
+// as CUBIC's window past its W_max: 6 s later well above where AIMD
+// would be. A second cut within bbrSharedWithin makes it AIMD for good.
+func TestBBRQueueCutSpell(t *testing.T) {
+	const spell = int64(bbrQueueSpell)
+	for _, again := range []bool{false, true} {
+		c := NewBBR(newFakeClock())
+		ms := int64(time.Millisecond)
+		c.state, c.pacingGain = bbrProbeBW, 1
+		c.minRTT, c.srtt = 100*ms, 101*ms // no standing queue
+		c.bw, c.peakBw, c.linkBw = 8000, 10000, 8100
+		now := 100_000 * ms
+		c.lower(now, c.bw, c.bw, cutQueue)
+		if !c.loShared || !c.queueSpell {
+			t.Fatalf("after a queue cut: loShared %v, queueSpell %v; want both", c.loShared, c.queueSpell)
+		}
+		grow := func(d int64) {
+			for end := now + d; now < end; {
+				now += c.minRTT
+				c.growBwLo(now)
+			}
+		}
+		grow(spell / 2)
+		if again {
+			c.lower(now, c.bwLo, c.bw, cutQueue)
+		}
+		grow(spell / 2)
+		atSpell := c.bwLo
+		grow(6 * int64(time.Second))
+		aimd := atSpell + bbrAIMDAlpha*6/(0.1*0.1)
+		if again {
+			if !c.loShared || c.queueSpell || c.bwLo > aimd+20 {
+				t.Errorf("a second queue cut 5 s after the first: loShared %v, queueSpell %v, bwLo %.0f 6 s after the spell, want AIMD (%.0f)",
+					c.loShared, c.queueSpell, c.bwLo, aimd)
+			}
+			continue
+		}
+		if c.loShared || c.queueSpell {
+			t.Errorf("after the spell: loShared %v, queueSpell %v; want neither", c.loShared, c.queueSpell)
+		}
+		if want := atSpell + 0.8*cubicC*216/0.1; c.bwLo < want {
+			t.Errorf("bwLo %.0f 6 s after the spell (%.0f at its end, AIMD would give %.0f), want >= %.0f", c.bwLo, atSpell, aimd, want)
 		}
 	}
 }
@@ -853,7 +901,7 @@ func TestBBRCongestionAfterRiseIsOurs(t *testing.T) {
 		c.probeAt, c.probeRTTOut = 1, 1
 		c.standSince = now - 1000*ms // cruising under a standing queue for a second
 		c.bwRoseAt = now - tc.rounds*c.minRTT
-		c.cut(now)
+		c.cut(now, cutLoss)
 		if got := c.bwLo > 0; got != tc.cut || got == (c.selfCuts() == 1) {
 			t.Errorf("congestion %d minRTTs after btlbw rose: bwLo %.0f, self-corrections %d; want a cut %v", tc.rounds, c.bwLo, c.selfCuts(), tc.cut)
 		}
@@ -881,7 +929,7 @@ func TestBBRCongestionAboveLinkIsOurs(t *testing.T) {
 		now := 100_000 * ms
 		c.probeAt, c.probeRTTOut, c.bwRoseAt = 1, 1, 1
 		c.standSince = now - 1000*ms // cruising under a standing queue for a second
-		c.cut(now)
+		c.cut(now, cutLoss)
 		if got := c.bwLo > 0; got != tc.cut || got == (c.selfCuts() == 1) {
 			t.Errorf("congestion at btlbw %.0f, linkBw 24066: bwLo %.0f, self-corrections %d; want a cut %v", tc.bw, c.bwLo, c.selfCuts(), tc.cut)
 		}
@@ -906,7 +954,7 @@ func TestBBRBwLoRenoFriendlyAtShortRTT(t *testing.T) {
 	c.minRTT, c.srtt = 100*us, 110*us // no standing queue
 	c.bw, c.peakBw = 150_000, 150_000
 	now := int64(100 * time.Second)
-	c.lower(now, c.bw, c.bw, false)
+	c.lower(now, c.bw, c.bw, cutLoss)
 	if c.bwLo <= 0 || c.loShared {
 		t.Fatalf("rig: bwLo %.0f, shared %v; want a CUBIC-shaped cut", c.bwLo, c.loShared)
 	}
@@ -925,7 +973,7 @@ func TestBBRBwLoRenoFriendlyAtShortRTT(t *testing.T) {
 	c.state, c.pacingGain = bbrProbeBW, 1
 	c.minRTT, c.srtt = 100*ms, 101*ms
 	c.bw, c.peakBw = 8000, 8000
-	c.lower(now, c.bw, c.bw, false)
+	c.lower(now, c.bw, c.bw, cutLoss)
 	for range 10 {
 		now += c.minRTT
 		c.growBwLo(now)
