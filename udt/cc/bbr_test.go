@@ -1060,3 +1060,47 @@ func TestBBRBusyHostQueueIsNotCongestion(t *testing.T) {
 		}
 	}
 }
+
+// On a link already found shared (bwLo set by a shared cut), a paced flow
+// loses only a packet or so when the queue beside a bursty TCP flow
+// overflows: one loss beyond the background, while the queue is high, is
+// a cut. Elsewhere the bar stays at two losses and four deviations, and
+// random loss at a shared link's rate does not pass the lower one.
+func TestBBRSharedOverflowLossCuts(t *testing.T) {
+	ms := int64(time.Millisecond)
+	for _, tc := range []struct {
+		name   string
+		shared bool    // bwLo is set by a shared cut
+		srtt   int64   // smoothed RTT; minRTT is 100 ms
+		bg     float64 // background loss per packet
+		lost   int     // losses this round
+		want   bool    // a cut
+	}{
+		{"shared, one loss at a high queue", true, 112 * ms, 0, 1, true},
+		{"shared, one loss at a low queue", true, 106 * ms, 0, 1, false},
+		{"not shared, one loss at a high queue", false, 112 * ms, 0, 1, false},
+		{"not shared, two losses at a high queue", false, 112 * ms, 0, 2, false},
+		{"not shared, five losses at a high queue", false, 112 * ms, 0, 5, true},
+		{"shared, random loss of 1 %", true, 112 * ms, 0.01, 9, false},
+		{"shared, random loss of 1 % and 13 more", true, 112 * ms, 0.01, 21, true},
+	} {
+		c := NewBBR(newFakeClock())
+		c.state, c.pacingGain = bbrProbeBW, 1
+		c.minRTT, c.srtt, c.rttVar = 100*ms, tc.srtt, 1*ms
+		c.bw, c.peakBw, c.linkBw = 8000, 8300, 8300
+		now := 100_000 * ms
+		if tc.shared {
+			c.lower(now-int64(20*time.Second), c.bw, c.bw, cutShared)
+		}
+		c.npRounds, c.npBg, c.npSent, c.npPrev = bbrBgRounds, tc.bg, 800, 800
+		c.standSince = now - 10*c.minRTT // a cruise under a queue: not ours
+		c.cutAt = now - int64(10*time.Second)
+		cuts := c.cuts
+		for range tc.lost {
+			c.congestionLoss(now)
+		}
+		if got := c.cuts > cuts; got != tc.want {
+			t.Errorf("%s: cut %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
