@@ -1459,7 +1459,8 @@ func (c *BBR) startProbe(now int64) {
 // congestionLoss counts the loss of a packet sent in ProbeBW while not
 // probing (and after the last cut), reported while a standing queue shows.
 // When the round's such losses exceed the background's prediction by four
-// standard deviations (and by 2), another flow is filling the queue: the
+// standard deviations (and by 2; on a link known to be shared, under a
+// high queue, by 1), another flow is filling the queue: the
 // rate limit bwLo drops to bbrLossBeta of the rate, and losses of packets
 // sent before now cause no further cut (one per window, as TCP's fast
 // recovery).
@@ -1471,17 +1472,17 @@ func (c *BBR) congestionLoss(now int64) {
 	n := float64(max(c.npSent, c.npPrev))
 	expect := c.npBg * n
 	excess := float64(c.npLost) - expect
-	if c.bwLo > 0 && c.loShared && c.highQueue() && excess >= 1 && excess >= 4*math.Sqrt(expect) {
+	least, slack, share := 2.0, 0.25, bbrCongestionExcess
+	if c.bwLo > 0 && c.loShared && c.highQueue() {
 		// On a link known to be shared, one loss beyond the background
 		// under a high queue is the queue overflowing: a paced flow
 		// beside a bursty one loses a packet or none when it does (the
 		// bursts take the drops). Beside TCP CUBIC in the NAT lab's e,
 		// bwLo grew by AIMD through 25 s of such overflows uncut while
 		// CUBIC lost at each and fell from 43 to 31 Mbit/s.
-		c.cut(now, cutLoss)
-		return
+		least, slack, share = 1, 0, 0
 	}
-	if excess < 2 || excess < 4*math.Sqrt(expect+0.25) || excess < bbrCongestionExcess*n {
+	if excess < least || excess < 4*math.Sqrt(expect+slack) || excess < share*n {
 		return
 	}
 	c.cut(now, cutLoss)
