@@ -882,6 +882,55 @@ func TestBBRQueueCutSpell(t *testing.T) {
 	}
 }
 
+// A loss cut under a high queue that drains within bbrDrainRounds as we
+// slow is a queue cut (another flow held the queue: beside TCP CUBIC in the
+// NAT lab's e, a loss cut first on CUBIC's curve left CUBIC 28-29 Mbit/s):
+// bwLo grows as AIMD for the spell. A high queue that stays (jitter, as in
+// the lab's impaired path), one that drains too late, or a loss cut without
+// a high queue keeps CUBIC's curve.
+func TestBBRLossCutDrainedQueueSpell(t *testing.T) {
+	ms := int64(time.Millisecond)
+	for _, tc := range []struct {
+		name  string
+		srtt  int64 // at the cut
+		after int64 // from drainAt on
+		drain int64 // minRTTs after the cut
+		spell bool
+	}{
+		{"high queue drains", 112 * ms, 100 * ms, 3, true},
+		{"high queue drains late", 112 * ms, 100 * ms, bbrDrainRounds + 2, false},
+		{"high queue stays", 112 * ms, 112 * ms, 3, false},
+		{"standing queue only", 105 * ms, 100 * ms, 3, false},
+	} {
+		c := NewBBR(newFakeClock())
+		c.state, c.pacingGain = bbrProbeBW, 1
+		c.minRTT, c.srtt, c.rttVar = 100*ms, tc.srtt, 1*ms
+		c.bw, c.peakBw, c.linkBw = 8000, 8000, 8100
+		now := 100_000 * ms
+		c.standSince = now - 1000*ms
+		c.bwRoseAt, c.probeAt, c.probeRTTOut = 1, 1, 1
+		c.cut(now, cutLoss)
+		if c.bwLo <= 0 || c.loShared {
+			t.Fatalf("%s: bwLo %.0f, loShared %v after the cut; want a cut on CUBIC's curve", tc.name, c.bwLo, c.loShared)
+		}
+		lo := c.bwLo
+		for r := int64(1); r <= 20; r++ {
+			now += c.minRTT
+			if r >= tc.drain {
+				c.srtt = tc.after
+			}
+			c.growBwLo(now)
+		}
+		if c.queueSpell != tc.spell || c.loShared != tc.spell {
+			t.Errorf("%s: queueSpell %v, loShared %v 2 s after the cut; want %v", tc.name, c.queueSpell, c.loShared, tc.spell)
+		}
+		aimd := lo + bbrAIMDAlpha*2/(0.1*0.1)
+		if tc.spell && c.bwLo > aimd+1 {
+			t.Errorf("%s: bwLo %.0f 2 s after a cut to %.0f; want AIMD's %.0f", tc.name, c.bwLo, lo, aimd)
+		}
+	}
+}
+
 // Congestion within 16 minRTTs of a rise of btlbw is ours: alone in the
 // NAT lab's e, btlbw rose by 2 % during a cruise (a sample a little above
 // the link), 0.97 of it filled the 100-packet queue and overflowed it some
