@@ -356,8 +356,8 @@ type BBR struct {
 	cutK        float64          // CUBIC's K, s
 	cutLo       float64          // bwLo right after the cut: the Reno-friendly estimate's start
 	loShared    bool             // a cut since bwLo was set was on a shared link: it grows as AIMD
-	queueSpell  bool             // loShared by a queue cut alone, for bbrQueueSpell
-	drainWatch  bool             // a loss cut came under a high queue: does it drain?
+	queueSpell  bool             // loShared by a queue cut alone (or a drained loss cut), for bbrQueueSpell
+	drainWatch  bool             // a loss cut came under a high queue: does it drain within bbrDrainRounds?
 	cutBw       float64          // btlbw at the first cut since bwLo was lifted
 	growAt      int64            // when bwLo last grew, ns
 	held        int64            // how long bwLo's clock has been held since the cut, ns
@@ -1587,7 +1587,8 @@ func (c *BBR) selfCorrect(now int64) {
 // bbrSharedShare of linkBw, or one within bbrSharedWithin of the cut
 // before). A queue cut (watchQueue: a queue another flow holds) that is
 // none of these grows as AIMD for a spell of bbrQueueSpell, then as
-// CUBIC's window from where it got to.
+// CUBIC's window from where it got to; so does a loss cut under a high
+// queue that drains within bbrDrainRounds (drainWatch, growBwLo).
 func (c *BBR) lower(now int64, r, bw float64, kind cutKind) {
 	if c.bwLo <= 0 {
 		c.cutBw = bw

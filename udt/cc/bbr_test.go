@@ -893,8 +893,8 @@ func TestBBRLossCutDrainedQueueSpell(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		srtt  int64 // at the cut
-		after int64 // from drainAt on
-		drain int64 // minRTTs after the cut
+		after int64 // from round drain on
+		drain int64 // minRTTs after the cut when srtt becomes after
 		spell bool
 	}{
 		{"high queue drains", 112 * ms, 100 * ms, 3, true},
