@@ -1153,3 +1153,43 @@ func TestBBRSharedOverflowLossCuts(t *testing.T) {
 		}
 	}
 }
+
+// While cruising under a standing queue, a receive rate above btlbw is the
+// figures' noise (we sent no faster than btlbw, and the link is full) and
+// does not raise it; an up-phase's does.
+func TestBBRCruiseSamplesDoNotRaiseBw(t *testing.T) {
+	p := newBBRPipe(t, isn, 80, 100*time.Millisecond) // 8000 packets/s
+	p.run(5 * time.Second)
+	c := p.c
+	cruising := func() bool { return c.state == bbrProbeBW && c.pacingGain == 1 && c.cycleIdx >= 2 }
+	for i := 0; !cruising(); i++ {
+		if i > 2000 {
+			t.Fatalf("not cruising after 20 s more: state %v, gain %v, phase %d", c.state, c.pacingGain, c.cycleIdx)
+		}
+		p.tick()
+	}
+	p.rtt = func() time.Duration { return 108 * time.Millisecond } // a standing queue
+	for range 5 {
+		p.tick()
+	}
+	if !cruising() || !c.standingQueue() {
+		t.Fatalf("cruising %v, standing queue %v; want both", cruising(), c.standingQueue())
+	}
+	before := c.bw
+	p.snap.RecvRate = 1.04 * before
+	for i := 0; cruising(); i++ {
+		if i > 2000 {
+			t.Fatal("no up-phase within 20 s")
+		}
+		p.tick()
+		if c.bw > before {
+			t.Fatalf("btlbw rose from %.0f to %.0f while cruising", before, c.bw)
+		}
+	}
+	for range 30 { // the up-phase and the phase after it, when its packets arrive
+		p.tick()
+	}
+	if c.bw < 1.03*before {
+		t.Errorf("btlbw %.0f after an up-phase that saw %.0f, want it raised from %.0f", c.bw, p.snap.RecvRate, before)
+	}
+}
