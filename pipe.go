@@ -292,11 +292,11 @@ func startTrace(conn *udt.Conn) func() {
 				return
 			}
 			st := conn.Stats()
-			fmt.Fprintf(os.Stderr, "p2pcat: trace %7.3fs sent %d retx %d recv %d dup %d nak %d/%d head %d rtt %v win %.0f iv %v inflight %d losses %d %s\n",
+			fmt.Fprintf(os.Stderr, "p2pcat: trace %7.3fs sent %d retx %d recv %d dup %d nak %d/%d head %d rtt %v win %.0f iv %v inflight %d losses %d cap %.0f %s\n",
 				time.Since(start).Seconds(), st.PacketsSent-last.PacketsSent, st.PacketsRetransmitted-last.PacketsRetransmitted,
 				st.PacketsReceived-last.PacketsReceived, st.PacketsDuplicate-last.PacketsDuplicate,
 				st.NAKsSent-last.NAKsSent, st.NAKsReceived-last.NAKsReceived, st.HeadRepairs-last.HeadRepairs,
-				st.RTT.Round(100*time.Microsecond), st.Window, st.PacketInterval.Round(time.Microsecond), st.InFlight, st.Losses, st.Controller)
+				st.RTT.Round(100*time.Microsecond), st.Window, st.PacketInterval.Round(time.Microsecond), st.InFlight, st.Losses, st.LinkCapacity, st.Controller)
 			last = st
 		}
 	}()

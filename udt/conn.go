@@ -95,6 +95,7 @@ type Stats struct {
 	PacketInterval time.Duration // pacing interval (0: unpaced)
 	InFlight       int           // packets sent and not yet acknowledged
 	Losses         int           // packets waiting for retransmission
+	LinkCapacity   float64       // the peer's smoothed packet-pair link capacity, packets/s
 	Controller     string        // the controller's own state, if it tells
 }
 
@@ -114,6 +115,7 @@ func (c *Conn) Stats() Stats {
 	rtt := time.Duration(c.snd.rtt)
 	win, iv := c.snd.cc.Window(), c.snd.cc.PacketInterval()
 	inflight, losses := c.snd.inFlight(), c.snd.losses
+	capacity := c.snd.bandwidth
 	var ctl string
 	if st, ok := c.snd.cc.(stater); ok {
 		state, bw, minRTT := st.State()
@@ -128,6 +130,7 @@ func (c *Conn) Stats() Stats {
 		PacketInterval:       iv,
 		InFlight:             inflight,
 		Losses:               losses,
+		LinkCapacity:         capacity,
 		Controller:           ctl,
 		PacketsSent:          c.stats.sent.Load(),
 		PayloadSent:          c.stats.payloadSent.Load(),
