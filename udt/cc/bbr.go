@@ -1070,9 +1070,10 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 		sample = max(sample, b)
 	}
 	sample = min(sample, bbrMaxRate)
-	if c.state == bbrProbeBW && c.pacingGain <= 1 && c.cycleIdx != 1 && c.standingQueue() {
-		// Not probing (nor seeing an up-phase's packets arrive), and
-		// the queue says the link is full: we sent at most btlbw, so
+	if c.state == bbrProbeBW && c.bwLo <= 0 && c.pacingGain <= 1 && c.cycleIdx != 1 && c.standingQueue() {
+		// Not probing (nor seeing an up-phase's packets arrive, nor
+		// held to bwLo, whose growth the samples follow), and the
+		// queue says the link is full: we sent at most btlbw, so
 		// a rate above it is the figures' noise (the receiver's read
 		// batches, the ACK clock, a queue draining), not more link.
 		// Alone in the NAT lab's e, such a sample 0.8 % above btlbw
