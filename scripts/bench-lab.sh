@@ -477,11 +477,19 @@ xfer() {
 }
 
 # ---- runs ------------------------------------------------------------------
+# cpu_ticks: the host's CPU steal and total ticks so far (/proc/stat). On a
+# virtual machine the hypervisor's steal (the vCPUs waiting for the host)
+# delays every process, the link emulator's too: the RTT rises and the
+# sender falls behind its pacing, so runs are only comparable at like
+# steal.
+cpu_ticks() { awk '/^cpu / { print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat 2>/dev/null || echo "0 0"; }
+
 # one SCENARIO CONTENDER RUN
 one() {
   local s=$1 c=$2 i=$3 res=$work/res_${1}_${2//[>+]/_} mode
-  local label
+  local label ticks0
   label=$(printf '%s run %d %-14s' "$s" "$i" "$c")
+  ticks0=$(cpu_ticks)
   case $c in
     tcp-bbr | tcp-cubic)
       tcp_start "${c#tcp-}" "$tcp_secs"
@@ -520,6 +528,7 @@ one() {
       cp "$work/rcv.log" "$res.run$i.rcv.log" 2>/dev/null || true
       ;;
   esac
+  echo "  $(printf '%*s' ${#label} '') host CPU steal $(echo "$ticks0 $(cpu_ticks)" | awk '{ d = $4 - $2; printf "%.1f", (d > 0 ? 100 * ($3 - $1) / d : 0) }') % over the run"
   [ -s "$res.cmd" ] || echo "$cmd" >"$res.cmd"
 }
 
