@@ -1070,7 +1070,9 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 		sample = max(sample, b)
 	}
 	sample = min(sample, bbrMaxRate)
-	if c.state == bbrProbeBW && c.bwLo <= 0 && c.pacingGain <= 1 && c.cycleIdx != 1 && c.standingQueue() {
+	// An up-phase, or the phase after it, when its packets are ACKed.
+	probing := c.state == bbrProbeBW && (c.pacingGain > 1 || c.cycleIdx == 1)
+	if c.state == bbrProbeBW && !probing && c.bwLo <= 0 && c.standingQueue() {
 		// Not probing (nor seeing an up-phase's packets arrive, nor
 		// held to bwLo, whose growth the samples follow), and the
 		// queue says the link is full: we sent at most btlbw, so
@@ -1087,7 +1089,7 @@ func (c *BBR) sampleBandwidth(r *bbrRecord, now int64) {
 	if sample <= 0 || r != nil && r.flags&recAppLimited != 0 && sample < c.bw {
 		return
 	}
-	if c.state == bbrProbeBW && (c.pacingGain > 1 || c.cycleIdx == 1) {
+	if probing {
 		c.probeCur = max(c.probeCur, sample)
 	}
 	slot := &c.bwSlots[c.round%bbrBwRounds]
