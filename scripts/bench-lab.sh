@@ -71,6 +71,11 @@
 #   CONTENDERS_c, CONTENDERS_d, CONTENDERS_e, CONTENDERS_g: override a
 #     scenario's list (names as in the tables; e also knows tcp-cubic, tcp-bbr)
 #   WORK (/dev/shm/p2pcat-bench-lab)
+#   P2P_BASE=REV       build p2pcat at git revision REV as a second contender,
+#     "base" (also "base+cubic", "base+bbr" in e), for an interleaved A/B
+#     of a change against REV in the same run: e.g.
+#     P2P_BASE=HEAD~1 CONTENDERS_e="p2pcat base p2pcat+cubic base+cubic" \
+#       scripts/bench-lab.sh e 3       (in c and d add it to WHOLE too)
 # The machine should be otherwise idle: on 2 cores the two linkemu
 # processes, both peers and (in d) encryption at 300 Mbit/s compete.
 set -euo pipefail
@@ -121,6 +126,7 @@ for s in $scenarios; do
   for c in ${CONT[$s]}; do
     case $c in
       p2pcat | p2pcat-udt | libudt | tcp-bbr | tcp-cubic | p2pcat+cubic | p2pcat+bbr | 'p2pcat>libudt' | 'libudt>p2pcat' | 'libudt>libudt') ;;
+      base | base+cubic | base+bbr) [ -n "${P2P_BASE:-}" ] || die "contender \"$c\" needs P2P_BASE=REV (a git revision to build)" ;;
       *) die "unknown contender \"$c\" in scenario $s" ;;
     esac
   done
@@ -132,6 +138,17 @@ mkdir -p "$work"
 # ---- tools -----------------------------------------------------------------
 # shellcheck source=scripts/bench-tools.sh
 . "$root/scripts/bench-tools.sh"
+P2P_BASE_BIN=
+if [ -n "${P2P_BASE:-}" ]; then
+  # The baseline binary, built from a worktree of REV beside the repo's own.
+  base_rev=$(cd "$root" && git rev-parse --short --verify "$P2P_BASE^{commit}") || die "P2P_BASE=$P2P_BASE is not a git revision"
+  P2P_BASE_BIN=$work/p2pcat-base
+  echo "building p2pcat at $base_rev (P2P_BASE=$P2P_BASE) as contender \"base\" ..."
+  rm -rf "$work/basewt"
+  (cd "$root" && git worktree add -f -q --detach "$work/basewt" "$base_rev")
+  (cd "$work/basewt" && go build -o "$P2P_BASE_BIN" .) || die "building P2P_BASE=$P2P_BASE failed"
+  (cd "$root" && git worktree remove --force "$work/basewt")
+fi
 if [ -n "${P2PCAT_LAB_DIR:-}" ]; then
   LAB=$P2PCAT_LAB_DIR
 else
@@ -159,6 +176,7 @@ printf 'p2pcat %s (%s), udtpeer on libudt %s, %s, host TCP default %s\n' \
   "$(cd "$root" && git describe --always --dirty 2>/dev/null || echo '?')" "$(go version | cut -d' ' -f3)" \
   "$(dpkg-query -W -f '${Version}' libudt0 2>/dev/null || echo '?')" "$(iperf3 --version | head -1 | cut -d' ' -f1-2)" \
   "$(sysctl -n net.ipv4.tcp_congestion_control)"
+[ -z "$P2P_BASE_BIN" ] || echo "base: p2pcat $base_rev (P2P_BASE=$P2P_BASE)"
 echo "$load0" | awk '$1 > 0.5 { print "warning: load average " $1 " at start: other work is running, the numbers will be noisy" }'
 ls /run/netns 2>/dev/null | grep -v "^$PFX" | grep -q . &&
   echo "warning: other network namespaces exist ($(ls /run/netns | grep -v "^$PFX" | tr '\n' ' ')): another lab may be loading the machine"
@@ -262,20 +280,20 @@ STUN=192.0.2.10:3478
 NTP=192.0.2.10
 
 # args_for IMPL ROLE PA PB: sets argv to the command line of IMPL (p2pcat,
-# p2pcat-udt, p2pcat-raw, udtpeer) for ROLE (send in peerA, recv in peerB).
+# p2pcat-udt, p2pcat-raw, base, udtpeer) for ROLE (send in peerA, recv in peerB).
 args_for() {
   local impl=$1 role=$2 pa=$3 pb=$4 me peer lp tok
   if [ "$role" = send ]; then me=a peer=b lp=$pa tok=$PUB_B:$pb; else me=b peer=a lp=$pb tok=$PUB_A:$pa; fi
   case $impl in
-    p2pcat | p2pcat-udt)
-      argv=("$P2P" "$role" -v --stun "$STUN" --ntp "$NTP" --slot 0 --localport "$lp"
+    p2pcat | p2pcat-udt | base)
+      argv=("$([ "$impl" = base ] && echo "$P2P_BASE_BIN" || echo "$P2P")" "$role" -v --stun "$STUN" --ntp "$NTP" --slot 0 --localport "$lp"
         --me "$work/$me.tok" "@$work/$peer.tok")
       [ "$impl" = p2pcat-udt ] && argv+=(--cc udt)
       ;;
     p2pcat-raw) argv=("$P2P" "$role" --raw -v --stun "$STUN" --ntp "$NTP" --slot 0 --localport "$lp" "$tok") ;;
     udtpeer) argv=("$UDTPEER" "$role" -r -m 1500 -l "$lp" -c "$tok") ;;
   esac
-  if [ "${impl%%-*}" = p2pcat ]; then argv=(env P2PCAT_TRACE="${P2PCAT_TRACE:-1}" "${argv[@]}"); fi
+  if [ "${impl%%-*}" = p2pcat ] || [ "$impl" = base ]; then argv=(env P2PCAT_TRACE="${P2PCAT_TRACE:-1}" "${argv[@]}"); fi
 }
 
 # tcp_start CC SECS: starts an iperf3 server in peerB (bound to its public
@@ -433,7 +451,7 @@ xfer() {
   # Retransmissions of the sender.
   local retx=? sl=$work/snd.log rl=$work/rcv.log
   case $simpl in
-    p2pcat | p2pcat-udt)
+    p2pcat | p2pcat-udt | base)
       local w r
       w=$(sed -n 's/.*sent [0-9]* bytes in .*; \([0-9][0-9]*\) bytes on the wire.*/\1/p' "$sl" | tail -1)
       r=$(sed -n 's/.*received [0-9]* bytes in .*; \([0-9][0-9]*\) bytes on the wire.*/\1/p' "$rl" | tail -1)
@@ -499,9 +517,9 @@ one() {
       echo "  $label $tcp_line"
       echo "$tcp_rec" | sed 's/ tmbps=/ mbps=/; s/ tretx=/ retx=/' >>"$res"
       ;;
-    p2pcat+cubic | p2pcat+bbr)
-      xfer p2pcat p2pcat loop "${c#p2pcat+}"
-      echo "  $label p2pcat $line"
+    p2pcat+cubic | p2pcat+bbr | base+cubic | base+bbr)
+      xfer "${c%+*}" "${c%+*}" loop "${c#*+}"
+      echo "  $label ${c%+*} $line"
       echo "  $(printf '%*s' ${#label} '') TCP    $tcp_line"
       local share
       share=$(awk -v a="${rec#* mbps=}" -v b="${tcp_rec#* tmbps=}" 'BEGIN { a += 0; b += 0; if (a + b > 0) printf "%.3f", a / (a + b); else print "?" }')
@@ -515,7 +533,7 @@ one() {
       [ "$s" = e ] && mode=loop
       case " ${whole} " in *" $c "*) [ "$s" != e ] && mode=whole ;; esac
       case $c in
-        p2pcat | p2pcat-udt) xfer "$c" "$c" "$mode" ;;
+        p2pcat | p2pcat-udt | base) xfer "$c" "$c" "$mode" ;;
         libudt | 'libudt>libudt') xfer udtpeer udtpeer "$mode" ;;
         'p2pcat>libudt') xfer p2pcat-raw udtpeer "$mode" ;;
         'libudt>p2pcat') xfer udtpeer p2pcat-raw "$mode" ;;
@@ -563,11 +581,11 @@ summary() {
         "$cpus" "$cpur" "$(med "$res" retx)" "${an:+$an $(anchor_cmp "$m" "$an")}"
       [ -n "$(vals "$res" win)" ] &&
         printf '  %-14s %9s  %-28s (bytes that had arrived when the %s s of input ended / %s s)\n' "  first ${fixed} s" "$(med "$res" win)" "$(list "$res" win)" "$fixed" "$fixed"
-      case $c in p2pcat+*)
-        printf '  %-14s %9s  %-28s %9s %8s %8s %7s  share of p2pcat %s (runs %s), of the link: p2pcat %s TCP %s\n' \
-          "  TCP ${c#p2pcat+}" "$(med "$res" tmbps)" "$(list "$res" tmbps)" - "$(med "$res" tccpu)" "$(med "$res" tscpu)" \
-          "$(med "$res" tretx)" "$(med "$res" share)" "$(list "$res" share)" \
-          "$(ratio "$m" "${RATE[$s]}")" "$(ratio "$(med "$res" tmbps)" "${RATE[$s]}")"
+      case $c in *+cubic | *+bbr)
+        printf '  %-14s %9s  %-28s %9s %8s %8s %7s  share of %s %s (runs %s), of the link: %s %s TCP %s\n' \
+          "  TCP ${c#*+}" "$(med "$res" tmbps)" "$(list "$res" tmbps)" - "$(med "$res" tccpu)" "$(med "$res" tscpu)" \
+          "$(med "$res" tretx)" "${c%+*}" "$(med "$res" share)" "$(list "$res" share)" \
+          "${c%+*}" "$(ratio "$m" "${RATE[$s]}")" "$(ratio "$(med "$res" tmbps)" "${RATE[$s]}")"
         ;;
       esac
     done
@@ -590,6 +608,7 @@ summary() {
           echo "  goal p2pcat alone >= 95 Mbit/s: $(verdict "$pm" 95) (median $pm); retransmissions < 1 %: $(awk -v r="$rx" 'BEGIN { print (r != "?" && r + 0 < 1) ? "PASS" : "FAIL" }') (median $rx %)"
         fi
         if [ -f "$work/res_e_libudt" ]; then echo "  p2pcat / libudt alone: $(ratio "$pm" "$(med "$work/res_e_libudt" mbps)")x"; fi
+        if [ -f "$work/res_e_base" ]; then echo "  p2pcat / base alone: $(ratio "$pm" "$(med "$work/res_e_base" mbps)")x (medians of the same run)"; fi
         for c in cubic bbr; do
           res=$work/res_e_p2pcat_$c
           [ -f "$res" ] || continue
