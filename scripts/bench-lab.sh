@@ -138,17 +138,6 @@ mkdir -p "$work"
 # ---- tools -----------------------------------------------------------------
 # shellcheck source=scripts/bench-tools.sh
 . "$root/scripts/bench-tools.sh"
-P2P_BASE_BIN=
-if [ -n "${P2P_BASE:-}" ]; then
-  # The baseline binary, built from a worktree of REV beside the repo's own.
-  base_rev=$(cd "$root" && git rev-parse --short --verify "$P2P_BASE^{commit}") || die "P2P_BASE=$P2P_BASE is not a git revision"
-  P2P_BASE_BIN=$work/p2pcat-base
-  echo "building p2pcat at $base_rev (P2P_BASE=$P2P_BASE) as contender \"base\" ..."
-  rm -rf "$work/basewt"
-  (cd "$root" && git worktree add -f -q --detach "$work/basewt" "$base_rev")
-  (cd "$work/basewt" && go build -o "$P2P_BASE_BIN" .) || die "building P2P_BASE=$P2P_BASE failed"
-  (cd "$root" && git worktree remove --force "$work/basewt")
-fi
 if [ -n "${P2PCAT_LAB_DIR:-}" ]; then
   LAB=$P2PCAT_LAB_DIR
 else

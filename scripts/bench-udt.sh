@@ -25,6 +25,8 @@
 # MB = 10^6 bytes. The two programs alternate within each run.
 #
 # Environment: SINK (prealloc or trunc, see above), IMPLS (default "p2pcat p2pcat-enc libudt"),
+# P2P_BASE=REV (build p2pcat at git revision REV as well: IMPLS may then
+# name base and base-enc, REV's p2pcat and p2pcat-enc, for an A/B),
 # P2PCAT_INTEROP_BIN=dir with a built udtpeer (default: build
 # a copy of ../shared/interop), WORK=dir (default /dev/shm/p2pcat-bench).
 # The machine should be otherwise idle: both peers together need ~1.5 of
@@ -58,6 +60,7 @@ printf 'receiver output: %s (SINK)\n' "$sink"
 printf 'p2pcat %s (%s), udtpeer on libudt %s\n' \
   "$(cd "$root" && git describe --always --dirty 2>/dev/null || echo '?')" "$(go version | cut -d' ' -f3)" \
   "$(dpkg-query -W -f '${Version}' libudt0 2>/dev/null || echo '?')"
+[ -z "$P2P_BASE_BIN" ] || echo "base: p2pcat $base_rev (P2P_BASE=$P2P_BASE)"
 echo "$load0" | awk '$1 > 0.5 { print "warning: load average " $1 " at start: other work is running, the numbers will be noisy" }'
 
 # ---- helpers -------------------------------------------------------------
@@ -84,6 +87,13 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 port=$((20000 + RANDOM % 30000))
 status=0
 impls=${IMPLS:-p2pcat p2pcat-enc libudt}
+for impl in $impls; do
+  case $impl in
+    p2pcat | p2pcat-enc | libudt) ;;
+    base | base-enc) [ -n "$P2P_BASE_BIN" ] || { echo "bench: error: $impl needs P2P_BASE=REV" >&2; exit 2; } ;;
+    *) echo "bench: error: unknown IMPLS entry \"$impl\" (p2pcat, p2pcat-enc, libudt, base, base-enc)" >&2; exit 2 ;;
+  esac
+done
 for impl in $impls; do : >"$work/res_$impl"; done
 
 # one IMPL RUN: a single transfer, appends "tool wall sndcpu rcvcpu" to res_IMPL
@@ -95,14 +105,15 @@ one() {
   if [ "$sink" = prealloc ]; then
     fallocate -l "$bytes" "$out" # zeroed pages, allocated before the clock starts
   fi
-  local rcv snd
-  if [ "$impl" = p2pcat ]; then
-    rcv=("$P2P" recv --raw -v --stun none --ntp none --slot 0 --localport "$pr" "127.0.0.1:$ps")
-    snd=("$P2P" send --raw -v --stun none --ntp none --slot 0 --localport "$ps" "127.0.0.1:$pr")
-  elif [ "$impl" = p2pcat-enc ]; then
+  local rcv snd bin=$P2P
+  case $impl in base*) bin=$P2P_BASE_BIN ;; esac
+  if [ "$impl" = p2pcat ] || [ "$impl" = base ]; then
+    rcv=("$bin" recv --raw -v --stun none --ntp none --slot 0 --localport "$pr" "127.0.0.1:$ps")
+    snd=("$bin" send --raw -v --stun none --ntp none --slot 0 --localport "$ps" "127.0.0.1:$pr")
+  elif [ "$impl" = p2pcat-enc ] || [ "$impl" = base-enc ]; then
     rm -f "$work"/*.tok
-    rcv=("$P2P" recv -v --stun none --ntp none --slot 0 --localport "$pr" --me "$work/r.tok" "@$work/s.tok")
-    snd=("$P2P" send -v --stun none --ntp none --slot 0 --localport "$ps" --me "$work/s.tok" "@$work/r.tok")
+    rcv=("$bin" recv -v --stun none --ntp none --slot 0 --localport "$pr" --me "$work/r.tok" "@$work/s.tok")
+    snd=("$bin" send -v --stun none --ntp none --slot 0 --localport "$ps" --me "$work/s.tok" "@$work/r.tok")
   else
     rcv=("$UDTPEER" recv -r -m 1500 -l "$pr" -c "127.0.0.1:$ps")
     snd=("$UDTPEER" send -r -m 1500 -l "$ps" -c "127.0.0.1:$pr")
@@ -161,5 +172,12 @@ for impl in $impls; do
   printf 'ratio %s/libudt: throughput %s (reported) %s (wall); CPU sender %s receiver %s\n' "$impl" \
     "$(ratio "${med[${impl}1]}" "${med[libudt1]}")" "$(ratio "${med[${impl}2]}" "${med[libudt2]}")" \
     "$(ratio "${med[${impl}3]}" "${med[libudt3]}")" "$(ratio "${med[${impl}4]}" "${med[libudt4]}")"
+done
+for pair in "p2pcat base" "p2pcat-enc base-enc"; do
+  set -- $pair
+  case " $impls " in *" $1 "*" $2 "* | *" $2 "*" $1 "*) ;; *) continue ;; esac
+  printf 'ratio %s/%s: throughput %s (reported) %s (wall); CPU sender %s receiver %s\n' "$1" "$2" \
+    "$(ratio "${med[${1}1]}" "${med[${2}1]}")" "$(ratio "${med[${1}2]}" "${med[${2}2]}")" \
+    "$(ratio "${med[${1}3]}" "${med[${2}3]}")" "$(ratio "${med[${1}4]}" "${med[${2}4]}")"
 done
 exit $status
