@@ -23,7 +23,12 @@ type sender struct {
 	size    int // ring slots (a power of two)
 	mask    int
 	payload int // payload bytes per packet
-	buf     []byte
+	// buf holds each slot as a whole datagram, stride bytes: sendLoop
+	// writes the header in front of the payload Write put there and hands
+	// the slots themselves to the socket, so consecutive full packets are
+	// one GSO run with no copy.
+	buf    []byte
+	stride int
 	lens    []int32
 	lost    []bool
 	naked   []bool  // reported lost at least once (its retransmission may be lost too)
@@ -68,6 +73,12 @@ type sender struct {
 
 	nextSend int64 // pacing: earliest time for the next packet, ns
 
+	// pinned: sendLoop is writing a batch outside the lock, straight from
+	// buf, whose oldest packet is pin. An ACK may free those slots
+	// meanwhile; fill must not reuse them until the batch is out.
+	pinned bool
+	pin    int32
+
 	// Retransmission timeout (EXP as it concerns data): progress is an
 	// ACK that moves the ACK point. Keep-alives do not count (an idle
 	// receiver would hide a lost tail forever), nor do loss reports (a
@@ -92,7 +103,8 @@ func (s *sender) init(isn int32, size, payload, flowWindow, mss int, ctl cc.Cont
 	}
 	s.mask = s.size - 1
 	s.payload = payload
-	s.buf = make([]byte, s.size*payload)
+	s.stride = wire.HeaderLen + payload
+	s.buf = make([]byte, s.size*s.stride)
 	s.lens = make([]int32, s.size)
 	s.lost = make([]bool, s.size)
 	s.naked = make([]bool, s.size)
@@ -117,6 +129,20 @@ func (s *sender) inFlight() int { return seqno.Off(s.ackSeq, s.nextSeq) }
 
 func (s *sender) queued() int { return seqno.Off(s.ackSeq, s.endSeq) }
 
+// used is the number of slots fill may not reuse: the queued packets, and
+// those of a batch still being written that an ACK has freed.
+func (s *sender) used() int {
+	if s.pinned && seqno.Cmp(s.pin, s.ackSeq) < 0 {
+		return seqno.Off(s.pin, s.endSeq)
+	}
+	return s.queued()
+}
+
+// payloadAt is slot p's payload area.
+func (s *sender) payloadAt(p int) []byte {
+	return s.buf[p*s.stride+wire.HeaderLen : (p+1)*s.stride]
+}
+
 // undelivered is the number of packets written that no full ACK covers
 // yet: Close lingers until it is 0.
 func (s *sender) undelivered() int { return seqno.Off(s.dataAck, s.endSeq) }
@@ -138,14 +164,14 @@ func (s *sender) fill(p []byte) int {
 	if s.endSeq != s.nextSeq {
 		tail := seqno.Dec(s.endSeq)
 		if t := s.pos(tail); int(s.lens[t]) < s.payload {
-			m := copy(s.buf[t*s.payload+int(s.lens[t]):(t+1)*s.payload], p)
+			m := copy(s.payloadAt(t)[s.lens[t]:], p)
 			s.lens[t] += int32(m)
 			n += m
 		}
 	}
-	for n < len(p) && s.queued() < s.size {
+	for n < len(p) && s.used() < s.size {
 		t := s.pos(s.endSeq)
-		m := copy(s.buf[t*s.payload:(t+1)*s.payload], p[n:])
+		m := copy(s.payloadAt(t), p[n:])
 		s.lens[t] = int32(m)
 		s.lost[t] = false
 		s.endSeq = seqno.Inc(s.endSeq)
@@ -499,12 +525,6 @@ func (s *sender) fail(err error) {
 func (c *Conn) sendLoop() {
 	defer c.wg.Done()
 	s := &c.snd
-	pkt := c.mss - ipUDPHeaderBytes
-	store := make([]byte, batchSize*pkt)
-	bufs := make([][]byte, batchSize)
-	for i := range bufs {
-		bufs[i] = store[i*pkt : (i+1)*pkt]
-	}
 	out := make([][]byte, 0, batchSize)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -514,6 +534,13 @@ func (c *Conn) sendLoop() {
 	h.DstID = c.peerID
 	for {
 		s.mu.Lock()
+		if s.pinned {
+			// The last batch is out: its slots are fill's again.
+			s.pinned = false
+			if seqno.Cmp(s.pin, s.ackSeq) < 0 {
+				notify(s.space)
+			}
+		}
 		for s.err == nil && !s.canSend() {
 			s.mu.Unlock()
 			select {
@@ -566,9 +593,11 @@ func (c *Conn) sendLoop() {
 				s.msgNo = 1
 			}
 			h.MsgNo = s.msgNo
-			b := bufs[len(out)][:wire.HeaderLen+l]
+			b := s.buf[p*s.stride : p*s.stride+wire.HeaderLen+l]
 			wire.PutDataHeader(b, &h)
-			copy(b[wire.HeaderLen:], s.buf[p*s.payload:p*s.payload+l])
+			if len(out) == 0 {
+				s.pin, s.pinned = seq, true
+			}
 			out = append(out, b)
 			payload += l
 			s.snap.Guess = retrans && !s.naked[p]
