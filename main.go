@@ -476,7 +476,7 @@ func copyStream(ctx context.Context, opts *options, conn *udt.Conn, keys stream.
 			conn.Abort()
 			return exitCode(opts, 0, err)
 		}
-		verbosef(opts, "key exchange done in %.3fs", time.Since(began).Seconds())
+		verbosef(opts, "key exchange done in %.3fs (%s)", time.Since(began).Seconds(), sc.Cipher())
 		if !sc.Authenticated() {
 			warningf("the peer is NOT authenticated (no token secret was shared): compare this code with your peer before trusting the data: %s", sc.Code())
 		}

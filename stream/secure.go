@@ -9,9 +9,10 @@
 // shared the connection is still encrypted with forward secrecy, but it is
 // unauthenticated: the users compare Code() to detect a man in the middle.
 //
-// Wire format, version 1. Both sides write first and then read:
+// Wire format, version 2. Both sides write first and then read:
 //
-//	hello:  version 0x01 | flags (1 byte; bit0 = "I know your secret", other bits 0)
+//	hello:  version 0x02 | flags (1 byte; bit0 = "I know your secret",
+//	        bit1 = "AES-GCM is fast here", other bits 0)
 //
 // then, initiator first, the two Noise handshake messages, each framed as
 //
@@ -21,10 +22,12 @@
 //
 //	record: length (3 bytes, big-endian) | ciphertext (length bytes, 16 .. 64 KiB + 16)
 //
-// where ciphertext is ChaCha20-Poly1305 over at most 64 KiB of stream
-// bytes, without associated data, keyed by the Noise CipherState for that
-// direction, nonce = record number (0, 1, 2, ... per direction; Noise puts
-// it as 4 zero bytes then 8 bytes little-endian). An empty handshake frame
+// where ciphertext is the AEAD (AES-256-GCM if both hellos set bit1,
+// else ChaCha20-Poly1305) over at most 64 KiB of stream bytes, without
+// associated data, keyed by the Noise CipherState for that direction,
+// nonce = record number (0, 1, 2, ... per direction; Noise puts it as 4
+// zero bytes then 8 bytes, big-endian for AESGCM, little-endian for
+// ChaChaPoly). An empty handshake frame
 // (length 0), sent in place of the next handshake message, and an empty
 // record (length 0) as the first record, mean "I reject this handshake";
 // they let the peer fail at once instead of waiting.
@@ -39,9 +42,9 @@
 //	only sr shared:   psk = HKDF-SHA256(ikm = sr,       salt = none, info = "p2pcat v1 psk responder")
 //	none shared:      no psk
 //
-// (32 bytes each). With a psk the handshake is Noise_NNpsk0_25519_ChaChaPoly_SHA256,
-// without it Noise_NN_25519_ChaChaPoly_SHA256; both message payloads are
-// empty. The prologue is "p2pcat v1" || initiator's hello || responder's
+// (32 bytes each). With a psk the handshake is Noise_NNpsk0_25519_C_SHA256,
+// without it Noise_NN_25519_C_SHA256, where C is AESGCM if both hellos set
+// bit1 and ChaChaPoly otherwise; both message payloads are empty. The prologue is "p2pcat v1" || initiator's hello || responder's
 // hello, so a man in the middle who changes a flag changes the transcript
 // and the handshake fails. A side that has the peer's token always has a
 // psk, whatever the peer's flag says: it never accepts plain NN. Because
@@ -49,8 +52,13 @@
 // responder fail to decrypt message 1; it then rejects, and the initiator,
 // waiting for message 2, reads the rejection. Both report ErrAuth.
 //
-// Choices. ChaCha20-Poly1305 is fast in constant time without AES
-// hardware (ARM boards, old laptops). SHA-256 rather than BLAKE2s: it is
+// Choices. The cipher is chosen as TLS stacks choose it: AES-256-GCM when
+// both CPUs have AES and carry-less multiply instructions (there it is
+// about 2.5 times as fast as ChaCha20-Poly1305: 3.1 against 1.2 GB/s on
+// one core of the development machine, BenchmarkSecure64K), else
+// ChaCha20-Poly1305, which is fast in constant time without AES hardware
+// (ARM boards, old laptops). A man in the middle who clears bit1 only
+// changes the transcript, and the handshake fails. SHA-256 rather than BLAKE2s: it is
 // hardware-accelerated on current CPUs, it is the standard library's, and
 // it is the hash HKDF already uses here, so one hash serves the whole
 // protocol; it runs only during the handshake, so its speed barely matters.
@@ -74,6 +82,7 @@
 package stream
 
 import (
+	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/sha256"
@@ -85,15 +94,18 @@ import (
 
 	"github.com/flynn/noise"
 	"golang.org/x/crypto/chacha20poly1305"
+	"golang.org/x/sys/cpu"
 )
 
 // Protocol constants.
 const (
-	secureVersion = 0x01
+	secureVersion = 0x02
 	flagKnowPeer  = 0x01 // hello flag bit0: "I know your secret"
+	flagFastAES   = 0x02 // hello flag bit1: "AES-GCM is fast here"
+	knownFlags    = flagKnowPeer | flagFastAES
 
-	maxPlain  = 64 << 10 // largest record plaintext
-	tagSize   = chacha20poly1305.Overhead
+	maxPlain  = 64 << 10                  // largest record plaintext
+	tagSize   = chacha20poly1305.Overhead // GCM's tag is as long
 	maxCipher = maxPlain + tagSize
 	recHeader = 3 // record length field
 
@@ -102,7 +114,16 @@ const (
 
 const prologueLabel = "p2pcat v1"
 
-var cipherSuite = noise.NewCipherSuite(noise.DH25519, noise.CipherChaChaPoly, noise.HashSHA256)
+var (
+	suiteChaCha = noise.NewCipherSuite(noise.DH25519, noise.CipherChaChaPoly, noise.HashSHA256)
+	suiteAES    = noise.NewCipherSuite(noise.DH25519, noise.CipherAESGCM, noise.HashSHA256)
+)
+
+// fastAES tells whether this CPU runs AES-GCM in hardware, with the test
+// crypto/tls makes before it prefers AES-GCM to ChaCha20-Poly1305.
+var fastAES = cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ && cpu.X86.HasSSE41 && cpu.X86.HasSSSE3 ||
+	cpu.ARM64.HasAES && cpu.ARM64.HasPMULL ||
+	cpu.S390X.HasAES && cpu.S390X.HasAESCTR && cpu.S390X.HasGHASH
 
 // ErrAuth means the peer or something between us failed to prove it holds
 // the shared secret, or a record was tampered with.
@@ -148,9 +169,17 @@ type SecureConn struct {
 // the rejection it sends when it refuses the handshake (on an unbuffered
 // transport such as net.Pipe that write waits for the peer to read).
 func Secure(rw io.ReadWriter, initiator bool, k Keys) (*SecureConn, error) {
+	return secure(rw, initiator, k, fastAES)
+}
+
+// secure is Secure on a CPU that has fast AES-GCM or not.
+func secure(rw io.ReadWriter, initiator bool, k Keys, haveAES bool) (*SecureConn, error) {
 	own := [2]byte{secureVersion, 0}
 	if k.HavePeer {
 		own[1] |= flagKnowPeer
+	}
+	if haveAES {
+		own[1] |= flagFastAES
 	}
 	peer, err := exchangeHellos(rw, own)
 	if err != nil {
@@ -169,8 +198,13 @@ func Secure(rw io.ReadWriter, initiator bool, k Keys) (*SecureConn, error) {
 	if k.HavePeer && psk == nil {
 		panic("stream: no psk although we have the peer's secret")
 	}
+	aesGCM := own[1]&peer[1]&flagFastAES != 0
+	suite := suiteChaCha
+	if aesGCM {
+		suite = suiteAES
+	}
 	cfg := noise.Config{
-		CipherSuite: cipherSuite,
+		CipherSuite: suite,
 		Pattern:     noise.HandshakeNN,
 		Initiator:   initiator,
 		Prologue:    prologue,
@@ -254,9 +288,9 @@ func Secure(rw io.ReadWriter, initiator bool, k Keys) (*SecureConn, error) {
 		rw:            rw,
 		authenticated: psk != nil,
 		code:          authCode(hs.ChannelBinding()),
-		recv:          newRecordCipher(recvCS),
+		recv:          newRecordCipher(recvCS, aesGCM),
 		rbuf:          make([]byte, maxCipher),
-		send:          newRecordCipher(sendCS),
+		send:          newRecordCipher(sendCS, aesGCM),
 		wbuf:          make([]byte, recHeader+maxCipher),
 	}, nil
 }
@@ -265,6 +299,14 @@ func Secure(rw io.ReadWriter, initiator bool, k Keys) (*SecureConn, error) {
 // It is false only when neither side had the other's token; then only
 // comparing Code on both sides rules out a man in the middle.
 func (c *SecureConn) Authenticated() bool { return c.authenticated }
+
+// Cipher names the records' AEAD: "AES-256-GCM" or "ChaCha20-Poly1305".
+func (c *SecureConn) Cipher() string {
+	if c.send.bigEndian {
+		return "AES-256-GCM"
+	}
+	return "ChaCha20-Poly1305"
+}
 
 // Code is a short authentication string derived from the handshake, e.g.
 // "4821-7730", the same on both sides of one connection and different for
@@ -346,22 +388,41 @@ func (c *SecureConn) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// recordCipher is a noise.CipherState for ChaChaPoly without its per-call
-// allocations (flynn/noise builds each nonce in a fresh slice). The bytes
-// on the wire are the same; TestRecordCipherMatchesNoise checks it.
+// recordCipher is a noise.CipherState for ChaChaPoly or AESGCM without
+// its per-call allocations (flynn/noise builds each nonce in a fresh
+// slice). The bytes on the wire are the same; TestRecordCipherMatchesNoise
+// checks it.
 type recordCipher struct {
-	aead  cipher.AEAD
-	n     uint64   // next nonce = records done in this direction
-	nonce [12]byte // 4 zero bytes, then n little-endian
+	aead      cipher.AEAD
+	bigEndian bool     // AESGCM's nonce; ChaChaPoly's is little-endian
+	n         uint64   // next nonce = records done in this direction
+	nonce     [12]byte // 4 zero bytes, then n
 }
 
-func newRecordCipher(cs *noise.CipherState) recordCipher {
+func newRecordCipher(cs *noise.CipherState, aesGCM bool) recordCipher {
 	k := cs.UnsafeKey()
-	aead, err := chacha20poly1305.New(k[:])
+	var aead cipher.AEAD
+	var err error
+	if aesGCM {
+		var b cipher.Block
+		if b, err = aes.NewCipher(k[:]); err == nil {
+			aead, err = cipher.NewGCM(b)
+		}
+	} else {
+		aead, err = chacha20poly1305.New(k[:])
+	}
 	if err != nil {
 		panic(err) // the key is 32 bytes
 	}
-	return recordCipher{aead: aead, n: cs.Nonce()}
+	return recordCipher{aead: aead, bigEndian: aesGCM, n: cs.Nonce()}
+}
+
+func (c *recordCipher) putNonce() {
+	if c.bigEndian {
+		binary.BigEndian.PutUint64(c.nonce[4:], c.n)
+	} else {
+		binary.LittleEndian.PutUint64(c.nonce[4:], c.n)
+	}
 }
 
 var errNonce = errors.New("stream: record counter exhausted")
@@ -371,7 +432,7 @@ func (c *recordCipher) seal(dst, pt []byte) ([]byte, error) {
 	if c.n == math.MaxUint64 { // reserved by Noise
 		return nil, errNonce
 	}
-	binary.LittleEndian.PutUint64(c.nonce[4:], c.n)
+	c.putNonce()
 	out := c.aead.Seal(dst, c.nonce[:], pt, nil)
 	c.n++
 	return out, nil
@@ -382,7 +443,7 @@ func (c *recordCipher) open(ct []byte) ([]byte, error) {
 	if c.n == math.MaxUint64 {
 		return nil, errNonce
 	}
-	binary.LittleEndian.PutUint64(c.nonce[4:], c.n)
+	c.putNonce()
 	pt, err := c.aead.Open(ct[:0], c.nonce[:], ct, nil)
 	if err != nil {
 		return nil, err
@@ -421,7 +482,7 @@ func checkHello(h [2]byte) error {
 		return ErrNotP2pcat
 	case h[0] != secureVersion:
 		return fmt.Errorf("stream: peer speaks secure protocol version %d, want %d: upgrade the older p2pcat", h[0], secureVersion)
-	case h[1]&^flagKnowPeer != 0:
+	case h[1]&^knownFlags != 0:
 		return fmt.Errorf("stream: peer's hello has unknown flags %#02x", h[1])
 	}
 	return nil

@@ -307,6 +307,16 @@ func TestSecureHelloTampered(t *testing.T) {
 						ci, cr := mitm(t, flipAt(dir, at, bit))
 						ki, kr := kn.keys()
 						ri, rr := handshake(ci, cr, ki, kr)
+						if rr.err == nil && ri.err != nil && at == 1 && bit == 1 && kn == knowledges[3] {
+							// The cipher flag, in plain NN: the responder
+							// cannot see the change (message 1 is not
+							// authenticated) and learns from the
+							// initiator's rejection on its first Read.
+							if _, err := rr.c.Read(make([]byte, 1)); !errors.Is(err, ErrAuth) {
+								t.Fatalf("responder's Read after the initiator rejected: %v; want ErrAuth", err)
+							}
+							return
+						}
 						if ri.err == nil || rr.err == nil {
 							t.Fatalf("handshake: initiator %v, responder %v; want both to fail", ri.err, rr.err)
 						}
@@ -526,29 +536,82 @@ func TestSecureNotSecurePeer(t *testing.T) {
 	}
 }
 
-// Records are what flynn/noise's CipherState produces for the same key.
+// Records are what flynn/noise's CipherState produces for the same key,
+// with either cipher.
 func TestRecordCipherMatchesNoise(t *testing.T) {
-	key := [32]byte{1, 2, 3}
-	enc := noise.UnsafeNewCipherState(cipherSuite, key, 0)
-	dec := noise.UnsafeNewCipherState(cipherSuite, key, 0)
-	ours := newRecordCipher(noise.UnsafeNewCipherState(cipherSuite, key, 0))
-	for i, n := range []int{0, 1, 100, maxPlain, 5, 0, 77} {
-		pt := randomBytes(n)
-		want, err := enc.Encrypt(nil, nil, pt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := ours.seal(nil, pt)
-		if err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("record %d: our ciphertext differs from noise's (%v)", i, err)
-		}
-		back, err := dec.Decrypt(nil, nil, got)
-		if err != nil || !bytes.Equal(back, pt) {
-			t.Fatalf("record %d: noise cannot decrypt ours: %v", i, err)
-		}
+	for _, tc := range []struct {
+		suite  noise.CipherSuite
+		aesGCM bool
+	}{{suiteChaCha, false}, {suiteAES, true}} {
+		t.Run(string(tc.suite.Name()), func(t *testing.T) {
+			key := [32]byte{1, 2, 3}
+			enc := noise.UnsafeNewCipherState(tc.suite, key, 0)
+			dec := noise.UnsafeNewCipherState(tc.suite, key, 0)
+			ours := newRecordCipher(noise.UnsafeNewCipherState(tc.suite, key, 0), tc.aesGCM)
+			for i, n := range []int{0, 1, 100, maxPlain, 5, 0, 77} {
+				pt := randomBytes(n)
+				want, err := enc.Encrypt(nil, nil, pt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := ours.seal(nil, pt)
+				if err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("record %d: our ciphertext differs from noise's (%v)", i, err)
+				}
+				back, err := dec.Decrypt(nil, nil, got)
+				if err != nil || !bytes.Equal(back, pt) {
+					t.Fatalf("record %d: noise cannot decrypt ours: %v", i, err)
+				}
+			}
+			if ours.n != enc.Nonce() {
+				t.Fatalf("nonce %d, noise's %d", ours.n, enc.Nonce())
+			}
+		})
 	}
-	if ours.n != enc.Nonce() {
-		t.Fatalf("nonce %d, noise's %d", ours.n, enc.Nonce())
+}
+
+// AES-GCM only when both CPUs have it, ChaCha20-Poly1305 otherwise, and
+// the stream gets through either way.
+func TestSecureCipherChoice(t *testing.T) {
+	data := randomBytes(3*maxPlain + 5)
+	for _, tc := range []struct{ iAES, rAES bool }{{true, true}, {true, false}, {false, true}, {false, false}} {
+		want := "ChaCha20-Poly1305"
+		if tc.iAES && tc.rAES {
+			want = "AES-256-GCM"
+		}
+		t.Run(fmt.Sprintf("initiator%v/responder%v", tc.iAES, tc.rAES), func(t *testing.T) {
+			ci, cr := pipe(t)
+			ki, kr := knowledges[0].keys()
+			var rr result
+			done := make(chan struct{})
+			go func() {
+				rr.c, rr.err = secure(cr, false, kr, tc.rAES)
+				close(done)
+			}()
+			si, err := secure(ci, true, ki, tc.iAES)
+			<-done
+			if err != nil || rr.err != nil {
+				t.Fatalf("handshake: initiator %v, responder %v", err, rr.err)
+			}
+			if si.Cipher() != want || rr.c.Cipher() != want {
+				t.Fatalf("ciphers %q and %q; want %q", si.Cipher(), rr.c.Cipher(), want)
+			}
+			werr := make(chan error, 1)
+			go func() {
+				_, err := si.Write(data)
+				werr <- err
+			}()
+			got := make([]byte, len(data))
+			if _, err := io.ReadFull(rr.c, got); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-werr; err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatal("data differs")
+			}
+		})
 	}
 }
 
@@ -597,17 +660,24 @@ func TestSecureAllocs(t *testing.T) {
 }
 
 // Encrypting and decrypting on one goroutine.
+// With each cipher (AES-256-GCM as if this CPU had AES hardware).
 func BenchmarkSecure64K(b *testing.B) {
-	si, sr := offline(b, knowledges[0])
-	var loop bytes.Buffer
-	si.rw, sr.rw = &loop, &loop
-	data := randomBytes(maxPlain)
-	got := make([]byte, maxPlain)
-	b.SetBytes(maxPlain)
-	b.ReportAllocs()
-	for b.Loop() {
-		si.Write(data)
-		io.ReadFull(sr, got)
+	defer func(v bool) { fastAES = v }(fastAES)
+	for _, aesGCM := range []bool{true, false} {
+		fastAES = aesGCM
+		si, sr := offline(b, knowledges[0])
+		b.Run(si.Cipher(), func(b *testing.B) {
+			var loop bytes.Buffer
+			si.rw, sr.rw = &loop, &loop
+			data := randomBytes(maxPlain)
+			got := make([]byte, maxPlain)
+			b.SetBytes(maxPlain)
+			b.ReportAllocs()
+			for b.Loop() {
+				si.Write(data)
+				io.ReadFull(sr, got)
+			}
+		})
 	}
 }
 
