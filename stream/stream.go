@@ -24,7 +24,6 @@
 package stream
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -40,6 +39,11 @@ import (
 const MaxBlock = 1<<16 - 4
 
 var preamble = [8]byte{'p', '2', 'p', 'c', 'a', 't', 0, 1}
+
+// headRoom is the space the Writer keeps in front of a record's body: the
+// record header, and the preamble before the first record, are written
+// there in place, so that a block of input goes out without a copy.
+const headRoom = len(preamble) + 4
 
 const (
 	recData  = 0x01
@@ -101,9 +105,10 @@ type Writer struct {
 	started  bool
 	ended    bool
 	err      error
-	buf      []byte
+	buf      []byte // control records, under mu
+	dbuf     []byte // ReadFrom's input blocks, headRoom first
 	enc      *zstd.Encoder
-	zbuf     []byte
+	zbuf     []byte // compressed blocks, headRoom first
 	skip     int // blocks to send uncompressed before trying again
 	misses   int // consecutive blocks that did not shrink
 	Total    atomic.Int64
@@ -113,14 +118,14 @@ type Writer struct {
 // NewWriter returns a Writer; level > 0 compresses data blocks with zstd
 // at that level, on zstd's scale (1 fastest … 19 and up best).
 func NewWriter(w io.Writer, level int) *Writer {
-	sw := &Writer{w: w, buf: make([]byte, 4+MaxBlock)}
+	sw := &Writer{w: w, buf: make([]byte, headRoom+MaxBlock)}
 	if level > 0 {
 		enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1),
 			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
 			zstd.WithWindowSize(1<<17), zstd.WithLowerEncoderMem(true))
 		if err == nil {
 			sw.enc = enc
-			sw.zbuf = make([]byte, 0, 4+MaxBlock+MaxBlock/8)
+			sw.zbuf = make([]byte, 0, headRoom+MaxBlock+MaxBlock/8)
 		}
 	}
 	return sw
@@ -134,19 +139,27 @@ func (w *Writer) record(typ byte, body []byte) error {
 }
 
 func (w *Writer) recordLocked(typ byte, body []byte) error {
+	return w.sendLocked(typ, append(w.buf[:headRoom], body...))
+}
+
+// sendLocked writes the record whose body is rec[headRoom:], its header
+// (and before the first record the preamble) filled in in rec's head room.
+func (w *Writer) sendLocked(typ byte, rec []byte) error {
 	if w.err != nil {
 		return w.err
 	}
 	if w.ended && typ != recStop && typ != recAbort {
 		return errors.New("stream: write after end")
 	}
-	b := w.buf[:0]
+	n := len(rec) - headRoom
+	start := headRoom - 4
+	rec[start], rec[start+1], rec[start+2], rec[start+3] = typ, byte(n>>16), byte(n>>8), byte(n)
 	if !w.started {
-		b = append(b, preamble[:]...)
+		start -= len(preamble)
+		copy(rec[start:], preamble[:])
 		w.started = true
 	}
-	b = append(b, typ, byte(len(body)>>16), byte(len(body)>>8), byte(len(body)))
-	b = append(b, body...)
+	b := rec[start:]
 	_, err := w.w.Write(b)
 	w.WireData.Add(int64(len(b)))
 	if err != nil {
@@ -167,19 +180,21 @@ func (w *Writer) Start() error {
 	return w.err
 }
 
-// block writes up to MaxBlock stream bytes, compressed if that pays.
-func (w *Writer) block(p []byte) error {
+// block writes up to MaxBlock stream bytes, rec[headRoom:], compressed if
+// that pays.
+func (w *Writer) block(rec []byte) error {
+	p := rec[headRoom:]
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.enc != nil {
 		if w.skip > 0 {
 			w.skip--
 		} else {
-			z := w.enc.EncodeAll(p, w.zbuf[:0])
-			if len(z) < len(p)-len(p)/32 {
+			z := w.enc.EncodeAll(p, w.zbuf[:headRoom])
+			if len(z)-headRoom < len(p)-len(p)/32 {
 				w.misses = 0
 				w.zbuf = z[:0]
-				if err := w.recordLocked(recZData, z); err != nil {
+				if err := w.sendLocked(recZData, z); err != nil {
 					return err
 				}
 				w.Total.Add(int64(len(p)))
@@ -191,7 +206,7 @@ func (w *Writer) block(p []byte) error {
 			w.skip = min(1<<min(w.misses, 6), 64)
 		}
 	}
-	if err := w.recordLocked(recData, p); err != nil {
+	if err := w.sendLocked(recData, rec); err != nil {
 		return err
 	}
 	w.Total.Add(int64(len(p)))
@@ -201,12 +216,14 @@ func (w *Writer) block(p []byte) error {
 // ReadFrom copies src into data records until EOF, then does not end the
 // stream (call End). A read error is sent to the peer as an abort.
 func (w *Writer) ReadFrom(src io.Reader) (int64, error) {
-	buf := make([]byte, MaxBlock)
+	if w.dbuf == nil {
+		w.dbuf = make([]byte, headRoom+MaxBlock)
+	}
 	var n int64
 	for {
-		m, rerr := io.ReadFull(src, buf)
+		m, rerr := io.ReadFull(src, w.dbuf[headRoom:])
 		if m > 0 {
-			if err := w.block(buf[:m]); err != nil {
+			if err := w.block(w.dbuf[:headRoom+m]); err != nil {
 				return n, err
 			}
 			n += int64(m)
@@ -259,15 +276,17 @@ func (w *Writer) Abort(reason byte, msg string) error {
 
 // Reader reads one direction.
 type Reader struct {
-	r     *bufio.Reader
+	r     io.Reader
 	dec   *zstd.Decoder
 	dbuf  []byte
 	Total atomic.Int64
 }
 
-// NewReader returns a Reader over r.
+// NewReader returns a Reader over r. It reads each record's header and
+// then its body straight into place, without a buffer of its own: below
+// it a SecureConn or a udt.Conn holds what has arrived.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{r: bufio.NewReaderSize(taggedReader{r}, 1<<16)}
+	return &Reader{r: taggedReader{r}}
 }
 
 // WriteTo copies the stream to dst. It returns nil only after a valid end
