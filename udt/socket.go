@@ -164,5 +164,6 @@ func (s *socket) tuneBuffers(rcv, snd int) {
 	if b, ok := s.pc.(bufferSetter); ok {
 		_ = b.SetReadBuffer(rcv)
 		_ = b.SetWriteBuffer(snd)
+		forceBuffers(s.pc, rcv, snd)
 	}
 }

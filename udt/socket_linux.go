@@ -431,3 +431,24 @@ func sockaddrToAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
 	}
 	return netip.AddrPort{}
 }
+
+// forceBuffers raises the socket buffers past net.core.rmem_max and
+// wmem_max where the process may (CAP_NET_ADMIN: SO_RCVBUFFORCE), as
+// wireguard-go and quic-go do: the system's default cap of a few MB
+// holds only milliseconds of a fast transfer, and a receiver the
+// scheduler holds up longer than that loses what overflows. Without the
+// capability the kernel refuses, and the capped buffers stay.
+func forceBuffers(pc net.PacketConn, rcv, snd int) {
+	sc, ok := pc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcv)
+		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, snd)
+	})
+}

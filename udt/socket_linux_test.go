@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -486,4 +489,52 @@ func TestReleaseGRO(t *testing.T) {
 	if v := gro(); v != 0 {
 		t.Fatalf("UDP_GRO = %d after release, want 0", v)
 	}
+}
+
+// With CAP_NET_ADMIN the buffers pass net.core.rmem_max; without it they
+// stay where SO_RCVBUF put them.
+func TestForceBuffers(t *testing.T) {
+	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcvbuf := func() (n int) {
+		rc.Control(func(fd uintptr) { n, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF) })
+		return n
+	}
+	const want = 32 << 20
+	uc.SetReadBuffer(want)
+	capped := rcvbuf()
+	forceBuffers(uc, want, want)
+	got := rcvbuf()
+	if !hasNetAdmin(t) {
+		if got != capped {
+			t.Fatalf("SO_RCVBUF %d after forceBuffers without CAP_NET_ADMIN, %d before", got, capped)
+		}
+		t.Skip("no CAP_NET_ADMIN: forcing is refused, as it should be")
+	}
+	if got < want { // the kernel reports twice what it was given
+		t.Fatalf("SO_RCVBUF %d after forcing %d (capped at %d)", got, want, capped)
+	}
+}
+
+// hasNetAdmin reports whether this process has CAP_NET_ADMIN (bit 12 of
+// CapEff in /proc/self/status).
+func hasNetAdmin(t *testing.T) bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<unix.CAP_NET_ADMIN) != 0
+		}
+	}
+	return false
 }
