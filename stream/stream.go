@@ -109,8 +109,8 @@ type Writer struct {
 	dbuf     []byte // ReadFrom's input blocks, headRoom first
 	enc      *zstd.Encoder
 	zbuf     []byte // compressed blocks, headRoom first
-	skip     int // blocks to send uncompressed before trying again
-	misses   int // consecutive blocks that did not shrink
+	skip     int    // blocks to send uncompressed before trying again
+	misses   int    // consecutive blocks that did not shrink
 	Total    atomic.Int64
 	WireData atomic.Int64 // record bytes written, for the compression ratio
 }

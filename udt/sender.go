@@ -29,11 +29,11 @@ type sender struct {
 	// one GSO run with no copy.
 	buf    []byte
 	stride int
-	lens    []int32
-	lost    []bool
-	naked   []bool  // reported lost at least once (its retransmission may be lost too)
-	sentAt  []int64 // when each packet last went out, ns on the connection's clock
-	resent  []bool  // its last transmission was a retransmission
+	lens   []int32
+	lost   []bool
+	naked  []bool  // reported lost at least once (its retransmission may be lost too)
+	sentAt []int64 // when each packet last went out, ns on the connection's clock
+	resent []bool  // its last transmission was a retransmission
 
 	now func() int64 // the connection's clock
 
