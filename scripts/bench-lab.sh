@@ -271,11 +271,12 @@ NTP=192.0.2.10
 # args_for IMPL ROLE PA PB: sets argv to the command line of IMPL (p2pcat,
 # p2pcat-udt, p2pcat-raw, base, udtpeer) for ROLE (send in peerA, recv in peerB).
 args_for() {
-  local impl=$1 role=$2 pa=$3 pb=$4 me peer lp tok
+  local impl=$1 role=$2 pa=$3 pb=$4 me peer lp tok bin=$P2P
+  [ "$impl" = base ] && bin=$P2P_BASE_BIN
   if [ "$role" = send ]; then me=a peer=b lp=$pa tok=$PUB_B:$pb; else me=b peer=a lp=$pb tok=$PUB_A:$pa; fi
   case $impl in
     p2pcat | p2pcat-udt | base)
-      argv=("$([ "$impl" = base ] && echo "$P2P_BASE_BIN" || echo "$P2P")" "$role" -v --stun "$STUN" --ntp "$NTP" --slot 0 --localport "$lp"
+      argv=("$bin" "$role" -v --stun "$STUN" --ntp "$NTP" --slot 0 --localport "$lp"
         --me "$work/$me.tok" "@$work/$peer.tok")
       [ "$impl" = p2pcat-udt ] && argv+=(--cc udt)
       ;;

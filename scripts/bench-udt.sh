@@ -166,18 +166,17 @@ for impl in $impls; do
   printf 'median %-10s %7s MB/s (receiver reports), %7s MB/s wall, CPU sender %ss receiver %ss\n' \
     "$impl" "${med[${impl}1]}" "${med[${impl}2]}" "${med[${impl}3]}" "${med[${impl}4]}"
 done
-for impl in $impls; do
-  [ "$impl" = libudt ] && continue
-  case " $impls " in *" libudt "*) ;; *) continue ;; esac
-  printf 'ratio %s/libudt: throughput %s (reported) %s (wall); CPU sender %s receiver %s\n' "$impl" \
-    "$(ratio "${med[${impl}1]}" "${med[libudt1]}")" "$(ratio "${med[${impl}2]}" "${med[libudt2]}")" \
-    "$(ratio "${med[${impl}3]}" "${med[libudt3]}")" "$(ratio "${med[${impl}4]}" "${med[libudt4]}")"
-done
-for pair in "p2pcat base" "p2pcat-enc base-enc"; do
-  set -- $pair
-  case " $impls " in *" $1 "*" $2 "* | *" $2 "*" $1 "*) ;; *) continue ;; esac
+# ratios A B: A's medians over B's, if both ran.
+ratios() {
+  case " $impls " in *" $1 "*) ;; *) return ;; esac
+  case " $impls " in *" $2 "*) ;; *) return ;; esac
   printf 'ratio %s/%s: throughput %s (reported) %s (wall); CPU sender %s receiver %s\n' "$1" "$2" \
     "$(ratio "${med[${1}1]}" "${med[${2}1]}")" "$(ratio "${med[${1}2]}" "${med[${2}2]}")" \
     "$(ratio "${med[${1}3]}" "${med[${2}3]}")" "$(ratio "${med[${1}4]}" "${med[${2}4]}")"
+}
+for impl in $impls; do
+  [ "$impl" = libudt ] || ratios "$impl" libudt
 done
+ratios p2pcat base
+ratios p2pcat-enc base-enc
 exit $status

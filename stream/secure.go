@@ -304,7 +304,7 @@ func (c *SecureConn) Authenticated() bool { return c.authenticated }
 
 // Cipher names the records' AEAD: "AES-256-GCM" or "ChaCha20-Poly1305".
 func (c *SecureConn) Cipher() string {
-	if c.send.bigEndian {
+	if c.send.aesGCM {
 		return "AES-256-GCM"
 	}
 	return "ChaCha20-Poly1305"
@@ -395,10 +395,10 @@ func (c *SecureConn) Write(p []byte) (int, error) {
 // slice). The bytes on the wire are the same; TestRecordCipherMatchesNoise
 // checks it.
 type recordCipher struct {
-	aead      cipher.AEAD
-	bigEndian bool     // AESGCM's nonce; ChaChaPoly's is little-endian
-	n         uint64   // next nonce = records done in this direction
-	nonce     [12]byte // 4 zero bytes, then n
+	aead   cipher.AEAD
+	aesGCM bool     // AESGCM (its nonce big-endian), else ChaChaPoly (little-endian)
+	n      uint64   // next nonce = records done in this direction
+	nonce  [12]byte // 4 zero bytes, then n
 }
 
 func newRecordCipher(cs *noise.CipherState, aesGCM bool) recordCipher {
@@ -416,11 +416,11 @@ func newRecordCipher(cs *noise.CipherState, aesGCM bool) recordCipher {
 	if err != nil {
 		panic(err) // the key is 32 bytes
 	}
-	return recordCipher{aead: aead, bigEndian: aesGCM, n: cs.Nonce()}
+	return recordCipher{aead: aead, aesGCM: aesGCM, n: cs.Nonce()}
 }
 
 func (c *recordCipher) putNonce() {
-	if c.bigEndian {
+	if c.aesGCM {
 		binary.BigEndian.PutUint64(c.nonce[4:], c.n)
 	} else {
 		binary.LittleEndian.PutUint64(c.nonce[4:], c.n)

@@ -114,12 +114,17 @@ type result struct {
 
 // handshake runs Secure on both ends at once.
 func handshake(ci, cr io.ReadWriter, ki, kr Keys) (ri, rr result) {
+	return handshakeAES(ci, cr, ki, kr, fastAES, fastAES)
+}
+
+// handshakeAES is handshake with each side's CPU given AES-GCM or not.
+func handshakeAES(ci, cr io.ReadWriter, ki, kr Keys, iAES, rAES bool) (ri, rr result) {
 	done := make(chan struct{})
 	go func() {
-		rr.c, rr.err = Secure(cr, false, kr)
+		rr.c, rr.err = secure(cr, false, kr, rAES)
 		close(done)
 	}()
-	ri.c, ri.err = Secure(ci, true, ki)
+	ri.c, ri.err = secure(ci, true, ki, iAES)
 	<-done
 	return ri, rr
 }
@@ -582,17 +587,11 @@ func TestSecureCipherChoice(t *testing.T) {
 		t.Run(fmt.Sprintf("initiator%v/responder%v", tc.iAES, tc.rAES), func(t *testing.T) {
 			ci, cr := pipe(t)
 			ki, kr := knowledges[0].keys()
-			var rr result
-			done := make(chan struct{})
-			go func() {
-				rr.c, rr.err = secure(cr, false, kr, tc.rAES)
-				close(done)
-			}()
-			si, err := secure(ci, true, ki, tc.iAES)
-			<-done
-			if err != nil || rr.err != nil {
-				t.Fatalf("handshake: initiator %v, responder %v", err, rr.err)
+			ri, rr := handshakeAES(ci, cr, ki, kr, tc.iAES, tc.rAES)
+			if ri.err != nil || rr.err != nil {
+				t.Fatalf("handshake: initiator %v, responder %v", ri.err, rr.err)
 			}
+			si := ri.c
 			if si.Cipher() != want || rr.c.Cipher() != want {
 				t.Fatalf("ciphers %q and %q; want %q", si.Cipher(), rr.c.Cipher(), want)
 			}
