@@ -500,12 +500,13 @@ func copyStream(ctx context.Context, opts *options, conn *udt.Conn, keys stream.
 				r.err = conn.Close()
 			}
 		case "recv":
-			r.n, r.err = io.CopyBuffer(onlyWriter{os.Stdout}, onlyReader{conn}, make([]byte, bufSize))
+			// Straight from the receive buffer (udt.Conn's WriteTo).
+			r.n, r.err = conn.WriteTo(os.Stdout)
 		case "cat":
 			// UDT4 has no half-close: send stdin, and end when the peer
 			// closes, as libudt peers do.
 			go io.CopyBuffer(conn, onlyReader{os.Stdin}, make([]byte, bufSize))
-			r.n, r.err = io.CopyBuffer(onlyWriter{os.Stdout}, onlyReader{conn}, make([]byte, bufSize))
+			r.n, r.err = conn.WriteTo(os.Stdout)
 		}
 		done <- r
 	}()
@@ -534,12 +535,9 @@ func secure(ctx context.Context, conn *udt.Conn, keys stream.Keys, initiator boo
 	return stream.Secure(conn, initiator, keys)
 }
 
-// onlyReader and onlyWriter hide WriteTo and ReadFrom so that io.CopyBuffer
-// uses our buffer (*os.File has both: its ReadFrom would copy through a
-// 32 KiB buffer of its own).
+// onlyReader hides *os.File's WriteTo so that io.CopyBuffer reads stdin
+// into our buffer of whole packets.
 type onlyReader struct{ io.Reader }
-
-type onlyWriter struct{ io.Writer }
 
 func resolvePeer(s string) (*net.UDPAddr, error) {
 	host, port, err := net.SplitHostPort(s)

@@ -17,14 +17,16 @@
 # instead, whose page allocation and zeroing cost the receiver 0.5-1.4 s
 # of kernel time per GiB on this box (dd alone: 0.50-0.84 s against 0.15 s
 # into allocated pages) and made p2pcat's runs bimodal. A short output
-# leaves zeros behind and fails the check either way. Per run it prints the rate the receiver reports
+# leaves zeros behind and fails the check either way. SINK=null sends the
+# output to /dev/null (no copy into memory, no check): the transport's own
+# cost. Per run it prints the rate the receiver reports
 # (udtpeer "= X MB/s", p2pcat -v "(X MB/s)": connection to last byte), the
 # wall-clock rate measured here (sender start -> receiver exit, so it
 # includes process start, handshake and Shutdown), and the user+sys CPU
 # seconds of each process; then medians and the ratios p2pcat/libudt.
 # MB = 10^6 bytes. The two programs alternate within each run.
 #
-# Environment: SINK (prealloc or trunc, see above), IMPLS (default "p2pcat p2pcat-enc libudt"),
+# Environment: SINK (prealloc, trunc or null, see above), IMPLS (default "p2pcat p2pcat-enc libudt"),
 # P2P_BASE=REV (build p2pcat at git revision REV as well: IMPLS may then
 # name base and base-enc, REV's p2pcat and p2pcat-enc, for an A/B),
 # P2PCAT_INTEROP_BIN=dir with a built udtpeer (default: build
@@ -53,7 +55,7 @@ want=$(sha256sum <"$src" | cut -d' ' -f1)
 bytes=$((size_mib * 1048576))
 out=$work/out.bin
 sink=${SINK:-prealloc}
-case $sink in prealloc | trunc) ;; *) echo "bench: error: SINK must be prealloc or trunc" >&2; exit 2 ;; esac
+case $sink in prealloc | trunc | null) ;; *) echo "bench: error: SINK must be prealloc, trunc or null" >&2; exit 2 ;; esac
 
 printf 'machine: %s cores, %s, load average at start %s\n' "$(nproc)" "$(uname -r)" "$load0"
 printf 'receiver output: %s (SINK)\n' "$sink"
@@ -120,6 +122,8 @@ one() {
   fi
   if [ "$sink" = prealloc ]; then
     timed "$work/rcv.cpu" timeout 600 "${rcv[@]}" 1<>"$out" 2>"$work/recv.log" &
+  elif [ "$sink" = null ]; then
+    timed "$work/rcv.cpu" timeout 600 "${rcv[@]}" >/dev/null 2>"$work/recv.log" &
   else
     timed "$work/rcv.cpu" timeout 600 "${rcv[@]}" >"$out" 2>"$work/recv.log" &
   fi
@@ -138,7 +142,11 @@ one() {
   }
   t1=$(now)
   ok=OK
-  [ "$(sha256sum <"$out" | cut -d' ' -f1)" = "$want" ] || { ok=MISMATCH; status=1; }
+  if [ "$sink" = null ]; then
+    ok="not checked (SINK=null)"
+  elif [ "$(sha256sum <"$out" | cut -d' ' -f1)" != "$want" ]; then
+    ok=MISMATCH status=1
+  fi
   local tool wall sc rc
   tool=$(reported "$work/recv.log")
   wall=$(awk -v b="$bytes" -v a="$t0" -v z="$t1" 'BEGIN { printf "%.1f", b / (z - a) / 1e6 }')

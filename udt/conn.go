@@ -47,6 +47,7 @@ type Conn struct {
 	lastSent   atomic.Int64 // ns since start of the last packet we sent
 	connectedT int64
 
+	readMu        sync.Mutex // Read and WriteTo, one at a time
 	readDeadline  deadline
 	writeDeadline deadline
 
@@ -378,11 +379,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
 	r := &c.rcv
 	for {
 		r.mu.Lock()
-		if r.buffered() {
-			n := r.read(p)
+		if n := r.read(p); n > 0 {
 			r.mu.Unlock()
 			return n, nil
 		}
@@ -393,6 +395,54 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		if err := c.readDeadline.wait(r.readable); err != nil {
 			return 0, err
+		}
+	}
+}
+
+// writeToMax bounds one write of WriteTo: the receive window reopens only
+// as the writes return.
+const writeToMax = 256 << 10
+
+// WriteTo writes the data read to w until the peer's Shutdown (then it
+// returns nil) or an error, as io.Copy's fast path: w gets slices of the
+// receive buffer itself, runs of whole packets, not copies of them in a
+// buffer of the caller's as with Read. w must not keep the slices. Read
+// and WriteTo take turns: one waits while the other runs.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	r := &c.rcv
+	var total int64
+	for {
+		r.mu.Lock()
+		v := r.view(writeToMax)
+		err := r.err
+		r.mu.Unlock()
+		if len(v) > 0 {
+			n, werr := w.Write(v)
+			if n < 0 || n > len(v) {
+				n, werr = 0, errInvalidWrite
+			}
+			r.mu.Lock()
+			r.consume(n)
+			r.mu.Unlock()
+			total += int64(n)
+			if werr == nil && n < len(v) {
+				werr = io.ErrShortWrite
+			}
+			if werr != nil {
+				return total, werr
+			}
+			continue
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		if err := c.readDeadline.wait(r.readable); err != nil {
+			return total, err
 		}
 	}
 }

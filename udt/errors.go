@@ -20,6 +20,9 @@ var (
 	ErrProtocol = errors.New("udt: protocol violation by peer")
 )
 
+// errInvalidWrite: a writer reported more written than it was given.
+var errInvalidWrite = errors.New("udt: invalid count from a writer")
+
 // errDeadline is returned when a deadline passes; it matches
 // os.ErrDeadlineExceeded and is a net.Error with Timeout() true.
 var errDeadline error = os.ErrDeadlineExceeded

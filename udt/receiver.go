@@ -249,24 +249,62 @@ func (r *receiver) appendNAKs(b []byte, dst uint32, now, interval int64, room in
 // read copies contiguous received data into p.
 func (r *receiver) read(p []byte) int {
 	n := 0
-	for n < len(p) && r.base != r.ackSeq {
-		slot := r.basePos
-		l := int(r.lens[slot])
-		m := copy(p[n:], r.buf[slot*r.payload+r.headOff:slot*r.payload+l])
-		n += m
-		r.headOff += m
-		if r.headOff == l {
-			r.present[slot] = false
-			r.headOff = 0
-			r.base = seqno.Inc(r.base)
-			r.basePos = (r.basePos + 1) & r.mask
+	for n < len(p) {
+		v := r.view(len(p) - n)
+		if len(v) == 0 {
+			break
 		}
+		m := copy(p[n:], v)
+		r.consume(m)
+		n += m
 	}
 	return n
 }
 
-// buffered reports whether Read would return data at once.
-func (r *receiver) buffered() bool { return r.base != r.ackSeq }
+// view returns up to max bytes of received data from the read point, as
+// the ring holds them: a run of packets laid end to end in buf (each but
+// the last full, none past the ring's end). The bytes stay put until
+// consume passes them, even with mu released: onData writes only at or
+// beyond ackSeq. Empty packets at the read point are skipped.
+func (r *receiver) view(max int) []byte {
+	for r.base != r.ackSeq && r.lens[r.basePos] == 0 {
+		r.advance()
+	}
+	if r.base == r.ackSeq || max <= 0 {
+		return nil
+	}
+	slot := r.basePos
+	start := slot*r.payload + r.headOff
+	end := slot*r.payload + int(r.lens[slot])
+	for seq := seqno.Inc(r.base); end-start < max && seq != r.ackSeq; seq = seqno.Inc(seq) {
+		if int(r.lens[slot]) != r.payload || slot == r.mask {
+			break // a short packet, or the ring's end: the run stops
+		}
+		slot++
+		end = slot*r.payload + int(r.lens[slot])
+	}
+	return r.buf[start:min(end, start+max)]
+}
+
+// consume passes n bytes of what view returned.
+func (r *receiver) consume(n int) {
+	for n > 0 {
+		m := min(n, int(r.lens[r.basePos])-r.headOff)
+		n -= m
+		r.headOff += m
+		if r.headOff == int(r.lens[r.basePos]) {
+			r.advance()
+		}
+	}
+}
+
+// advance frees the packet at the read point.
+func (r *receiver) advance() {
+	r.present[r.basePos] = false
+	r.headOff = 0
+	r.base = seqno.Inc(r.base)
+	r.basePos = (r.basePos + 1) & r.mask
+}
 
 // fail records why no more data will come; io.EOF for a clean end.
 func (r *receiver) fail(err error) {
