@@ -246,17 +246,19 @@ func (r *receiver) appendNAKs(b []byte, dst uint32, now, interval int64, room in
 	return b
 }
 
-// read copies contiguous received data into p.
+// read copies contiguous received data into p. (One pass, packet by
+// packet: view and consume would walk the packets twice.)
 func (r *receiver) read(p []byte) int {
 	n := 0
-	for n < len(p) {
-		v := r.view(len(p) - n)
-		if len(v) == 0 {
-			break
-		}
-		m := copy(p[n:], v)
-		r.consume(m)
+	for n < len(p) && r.base != r.ackSeq {
+		slot := r.basePos
+		l := int(r.lens[slot])
+		m := copy(p[n:], r.buf[slot*r.payload+r.headOff:slot*r.payload+l])
 		n += m
+		r.headOff += m
+		if r.headOff == l {
+			r.advance()
+		}
 	}
 	return n
 }

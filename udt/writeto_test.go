@@ -160,3 +160,28 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// BenchmarkReceiverRead stores 45 packets and reads them back as the
+// stream layer does, a record header and then the rest: the receiver's
+// copy path under Read. (A read built on view and consume took 8.1-8.9 µs
+// per op here against 5.8-6.0 for this one pass.)
+func BenchmarkReceiverRead(b *testing.B) {
+	var r receiver
+	r.init(1, 8192, 1456)
+	pl := make([]byte, 1456)
+	p := make([]byte, 45*1456)
+	hdr := make([]byte, 4)
+	seq := int32(1)
+	b.SetBytes(45 * 1456)
+	for i := 0; i < b.N; i++ {
+		for k := 0; k < 45; k++ {
+			r.onData(&wire.DataHeader{Seq: seq}, pl, 0)
+			seq = seqno.Inc(seq)
+		}
+		r.read(hdr)
+		n := 4
+		for n < 45*1456 {
+			n += r.read(p[:45*1456-n])
+		}
+	}
+}
