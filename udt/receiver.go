@@ -255,10 +255,7 @@ func (r *receiver) read(p []byte) int {
 		l := int(r.lens[slot])
 		m := copy(p[n:], r.buf[slot*r.payload+r.headOff:slot*r.payload+l])
 		n += m
-		r.headOff += m
-		if r.headOff == l {
-			r.advance()
-		}
+		r.pass(m)
 	}
 	return n
 }
@@ -293,10 +290,16 @@ func (r *receiver) consume(n int) {
 	for n > 0 {
 		m := min(n, int(r.lens[r.basePos])-r.headOff)
 		n -= m
-		r.headOff += m
-		if r.headOff == int(r.lens[r.basePos]) {
-			r.advance()
-		}
+		r.pass(m)
+	}
+}
+
+// pass moves the read point m bytes on within the packet at it, and
+// frees the packet once all of it is read.
+func (r *receiver) pass(m int) {
+	r.headOff += m
+	if r.headOff == int(r.lens[r.basePos]) {
+		r.advance()
 	}
 }
 
