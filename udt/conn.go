@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/p2pcat/p2pcat/udt/cc"
 	"github.com/p2pcat/p2pcat/udt/internal/wire"
 )
 
@@ -174,7 +173,7 @@ func (c *Conn) establish(sendISN, recvISN int32, mss, peerWindow int, peerID uin
 		peerWindow = 2
 	}
 	c.snd.now = c.now
-	c.snd.init(sendISN, c.cfg.SendBuffer, c.payload, peerWindow, mss, c.cfg.CC(cc.SystemClock{}))
+	c.snd.init(sendISN, c.cfg.SendBuffer, c.payload, peerWindow, mss, c.cfg.CC(&c.snd.clock))
 	// Accept packets as large as our own MSS allows, whatever we send.
 	c.rcv.init(recvISN, c.cfg.FlowWindow, c.cfg.MSS-ipUDPHeaderBytes-wire.HeaderLen)
 	c.rcv.est.libudt = c.cfg.LibudtRate

@@ -35,7 +35,8 @@ type sender struct {
 	sentAt []int64 // when each packet last went out, ns on the connection's clock
 	resent []bool  // its last transmission was a retransmission
 
-	now func() int64 // the connection's clock
+	now   func() int64 // the connection's clock
+	clock batchClock   // the controller's
 
 	seenSeq int32 // one past the newest packet the receiver has shown it holds (see)
 	ackSeq  int32 // oldest unacknowledged packet
@@ -554,7 +555,8 @@ func (c *Conn) sendLoop() {
 			s.mu.Unlock()
 			return
 		}
-		now := c.now()
+		wall := time.Now()
+		now := int64(wall.Sub(c.start)) // c.now(), from the same reading
 		interval := int64(s.cc.PacketInterval())
 		budget := batchSize
 		if interval >= 1000 {
@@ -577,6 +579,7 @@ func (c *Conn) sendLoop() {
 		out = out[:0]
 		paced := 0
 		payload := 0
+		s.clock.hold(wall) // the batch leaves at one instant
 		for len(out) < batchSize && paced < budget {
 			seq, retrans, ok := s.next()
 			if !ok {
@@ -610,6 +613,7 @@ func (c *Conn) sendLoop() {
 				paced++ // the packet after seq%16 == 0 goes out at once: packet pair
 			}
 		}
+		s.clock.release()
 		if interval >= 1000 {
 			s.nextSend += int64(paced) * interval
 		}
@@ -630,3 +634,25 @@ func (c *Conn) sendLoop() {
 		}
 	}
 }
+
+// batchClock is the controller's clock: the wall clock, except while
+// sendLoop hands out a batch, whose packets all leave at the instant it
+// read once (their sentAt): then that instant, not one clock read per
+// packet. The sender's lock guards it, as it guards every call into the
+// controller.
+type batchClock struct {
+	at   time.Time
+	held bool
+}
+
+// Now returns the held instant, or the wall clock's.
+func (b *batchClock) Now() time.Time {
+	if b.held {
+		return b.at
+	}
+	return time.Now()
+}
+
+func (b *batchClock) hold(at time.Time) { b.at, b.held = at, true }
+
+func (b *batchClock) release() { b.held = false }
