@@ -9,8 +9,9 @@ package cc
 
 import "time"
 
-// Clock tells a controller the time. The engine passes SystemClock; tests
-// pass a fake.
+// Clock tells a controller the time. The engine passes the wall clock,
+// held still while it hands out a batch of packets that leave at one
+// instant; tests pass a fake.
 type Clock interface {
 	Now() time.Time
 }
