@@ -148,7 +148,10 @@ func (c *Conn) Stats() Stats {
 	}
 }
 
-func (c *Conn) now() int64 { return int64(time.Since(c.start)) }
+func (c *Conn) now() int64 { return c.since(time.Now()) }
+
+// since is t on the connection's clock (ns since start).
+func (c *Conn) since(t time.Time) int64 { return int64(t.Sub(c.start)) }
 
 // LocalAddr returns the local address of the underlying PacketConn.
 func (c *Conn) LocalAddr() net.Addr { return c.sock.pc.LocalAddr() }

@@ -556,7 +556,7 @@ func (c *Conn) sendLoop() {
 			return
 		}
 		wall := time.Now()
-		now := int64(wall.Sub(c.start)) // c.now(), from the same reading
+		now := c.since(wall)
 		interval := int64(s.cc.PacketInterval())
 		budget := batchSize
 		if interval >= 1000 {
@@ -641,18 +641,17 @@ func (c *Conn) sendLoop() {
 // packet. The sender's lock guards it, as it guards every call into the
 // controller.
 type batchClock struct {
-	at   time.Time
-	held bool
+	at time.Time // the held instant; zero when not held
 }
 
 // Now returns the held instant, or the wall clock's.
 func (b *batchClock) Now() time.Time {
-	if b.held {
+	if !b.at.IsZero() {
 		return b.at
 	}
 	return time.Now()
 }
 
-func (b *batchClock) hold(at time.Time) { b.at, b.held = at, true }
+func (b *batchClock) hold(at time.Time) { b.at = at }
 
-func (b *batchClock) release() { b.held = false }
+func (b *batchClock) release() { b.at = time.Time{} }

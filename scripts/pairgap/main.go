@@ -184,9 +184,8 @@ func spans(name string, at map[uint32]int64) {
 		return
 	}
 	slices.Sort(r)
-	q := func(p float64) float64 { return r[int(p*float64(len(r)-1))] }
 	fmt.Printf("%s: 100 ms spans n=%d min %.0f p10 %.0f median %.0f p90 %.0f max %.0f; whole run %.0f packets/s\n",
-		name, len(r), r[0], q(.1), q(.5), q(.9), r[len(r)-1], float64(len(t)-1)*1e9/float64(t[len(t)-1]-t[0]))
+		name, len(r), r[0], quantile(r, .1), quantile(r, .5), quantile(r, .9), r[len(r)-1], float64(len(t)-1)*1e9/float64(t[len(t)-1]-t[0]))
 }
 
 // gaps prints the gaps between consecutive packets, the pairs' (a
@@ -210,9 +209,14 @@ func gaps(name string, at map[uint32]int64) {
 		if len(x.g) == 0 {
 			continue
 		}
-		slices.Sort(x.g)
-		q := func(p float64) float64 { return x.g[int(p*float64(len(x.g)-1))] }
+		g := x.g
+		slices.Sort(g)
 		fmt.Printf("%s: gaps of %s n=%d p10 %.1f p25 %.1f median %.1f p75 %.1f p90 %.1f µs (median as a capacity: %.0f packets/s)\n",
-			name, x.name, len(x.g), q(.1), q(.25), q(.5), q(.75), q(.9), 1e6/q(.5))
+			name, x.name, len(g), quantile(g, .1), quantile(g, .25), quantile(g, .5), quantile(g, .75), quantile(g, .9), 1e6/quantile(g, .5))
 	}
+}
+
+// quantile is the p-quantile of sorted (nearest rank below).
+func quantile(sorted []float64, p float64) float64 {
+	return sorted[int(p*float64(len(sorted)-1))]
 }
