@@ -214,11 +214,10 @@ func (c *BBR) markDelivered(now int64) {
 // included), both over the last max(2 minRTT, bbrDeliveryWindow), or
 // ok false while there is not half that much history.
 func (c *BBR) deliveryRates(now int64) (delivered, sent float64, ok bool) {
-	from := c.markBefore(now, max(2*c.minRTT, int64(bbrDeliveryWindow)))
+	from, span := c.rateSpan(now)
 	if from == nil {
 		return 0, 0, false
 	}
-	span := float64(now-from.at) / 1e9
 	return float64(c.delivered-from.delivered) / span, float64(c.sentAll-from.sent) / span, true
 }
 
@@ -226,12 +225,22 @@ func (c *BBR) deliveryRates(now int64) (delivered, sent float64, ok bool) {
 // (Snapshot.Received) over the last two minRTTs (at least
 // bbrDeliveryWindow), and the rate at which we sent new packets then.
 func (c *BBR) seenRate(now int64) (seen, fresh float64, ok bool) {
-	from := c.markBefore(now, max(2*c.minRTT, int64(bbrDeliveryWindow)))
+	from, span := c.rateSpan(now)
 	if from == nil {
 		return 0, 0, false
 	}
-	span := float64(now-from.at) / 1e9
 	return float64(c.seen-from.seen) / span, float64(c.sentNew-from.sentNew) / span, true
+}
+
+// rateSpan is the delivery mark that deliveryRates and seenRate measure
+// from, max(2 minRTT, bbrDeliveryWindow) back, and the seconds since it
+// (nil while there is not half that much history).
+func (c *BBR) rateSpan(now int64) (*bbrDeliveryMark, float64) {
+	from := c.markBefore(now, max(2*c.minRTT, int64(bbrDeliveryWindow)))
+	if from == nil {
+		return nil, 0
+	}
+	return from, float64(now-from.at) / 1e9
 }
 
 // seenLimited reports whether a seenRate figure says more about us than
