@@ -232,17 +232,6 @@ func (c *BBR) seenRate(now int64) (seen, fresh float64, ok bool) {
 	return float64(c.seen-from.seen) / span, float64(c.sentNew-from.sentNew) / span, true
 }
 
-// rateSpan is the delivery mark that deliveryRates and seenRate measure
-// from, max(2 minRTT, bbrDeliveryWindow) back, and the seconds since it
-// (nil while there is not half that much history).
-func (c *BBR) rateSpan(now int64) (*bbrDeliveryMark, float64) {
-	from := c.markBefore(now, max(2*c.minRTT, int64(bbrDeliveryWindow)))
-	if from == nil {
-		return nil, 0
-	}
-	return from, float64(now-from.at) / 1e9
-}
-
 // seenLimited reports whether a seenRate figure says more about us than
 // about the path: we sent new packets at well under btlbw (the window was
 // full of packets behind holes, or the application had nothing). Such a
@@ -251,9 +240,12 @@ func (c *BBR) seenLimited(fresh float64) bool {
 	return fresh < bbrSeenLimited*c.bw
 }
 
-// markBefore returns the newest delivery mark at least w ns old (or the
-// oldest kept), nil while there is not half that much history.
-func (c *BBR) markBefore(now, w int64) *bbrDeliveryMark {
+// rateSpan returns the delivery mark that deliveryRates and seenRate
+// measure from: the newest at least max(2 minRTT, bbrDeliveryWindow) old
+// (or the oldest kept), and the seconds since it; nil while there is not
+// half that much history.
+func (c *BBR) rateSpan(now int64) (*bbrDeliveryMark, float64) {
+	w := max(2*c.minRTT, int64(bbrDeliveryWindow))
 	var from *bbrDeliveryMark
 	for i := 1; i <= bbrDeliveryMarks; i++ {
 		m := &c.dmarks[(c.dmarkIx-i+2*bbrDeliveryMarks)%bbrDeliveryMarks]
@@ -266,9 +258,9 @@ func (c *BBR) markBefore(now, w int64) *bbrDeliveryMark {
 		}
 	}
 	if from == nil || now-from.at < w/2 {
-		return nil
+		return nil, 0
 	}
-	return from
+	return from, float64(now-from.at) / 1e9
 }
 
 // clean reports whether a sample from r counts only packets that arrived
